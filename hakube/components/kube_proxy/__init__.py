@@ -1,0 +1,5 @@
+"""kube_proxy: not written yet."""
+
+
+def host_files(ctx, host):
+    return []

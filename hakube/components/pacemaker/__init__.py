@@ -1,0 +1,5 @@
+"""pacemaker: not written yet."""
+
+
+def host_files(ctx, host):
+    return []

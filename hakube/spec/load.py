@@ -1,0 +1,201 @@
+"""One path from a file to a `Cluster`: parse -> defaults -> validate.
+
+Every problem is collected and reported at once, each with its field path, the line in
+the file and a fix. Nothing here touches a host.
+
+Example:
+    >>> from hakube.spec import load
+    >>> loaded = load("cluster.yaml")          # raises SpecError listing every problem
+    >>> loaded.cluster.servers[0].name
+    'server-1'
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .model import API_VERSION, KIND, Cluster
+from .problems import Problem, SpecError, format_path
+from .validate import validate
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A valid cluster, where it came from, and the warnings it carries."""
+
+    cluster: Cluster
+    source: Path
+    warnings: list[Problem] = field(default_factory=list)
+
+    def resolve(self, p: Path | None) -> Path | None:
+        """A path from the spec, with ~ expanded, relative to the spec file's folder."""
+        if p is None:
+            return None
+        p = p.expanduser()
+        return p if p.is_absolute() else (self.source.parent / p).resolve()
+
+
+def load(path: str | Path) -> Loaded:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(str(path), [Problem("", f"file {path} does not exist",
+                                            "create one with `hakube init`")]) from None
+    except OSError as e:
+        raise SpecError(str(path), [Problem("", f"cannot read {path}: {e.strerror}")]) from None
+    return loads(text, source=path)
+
+
+def loads(text: str, source: str | Path = "cluster.yaml") -> Loaded:
+    source = Path(source)
+    data, lines = _parse(text, str(source))
+    cluster = _build(data, lines, str(source))
+    problems = [
+        Problem(p.path, p.message, p.fix, p.severity, p.line or _line_for(lines, p.path))
+        for p in validate(cluster, base=source.parent)
+    ]
+    if any(p.severity == "error" for p in problems):
+        raise SpecError(str(source), problems)
+    return Loaded(cluster=cluster, source=source.absolute(), warnings=problems)
+
+
+# ---- parse -------------------------------------------------------------------------------
+
+
+def _parse(text: str, source: str) -> tuple[Any, dict[str, int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        msg = " ".join(x for x in (e.context, e.problem) if x)
+        raise SpecError(source, [Problem("", f"malformed YAML: {msg}",
+                                         "check indentation and quoting around this line",
+                                         line=line)]) from None
+    except yaml.YAMLError as e:
+        raise SpecError(source, [Problem("", f"malformed YAML: {e}")]) from None
+    if not isinstance(data, dict):
+        raise SpecError(source, [Problem("", "the file must be a YAML mapping",
+                                         "start from `hakube init`", line=1)])
+    lines: dict[str, int] = {}
+    _index_lines(node, (), lines)
+    return data, lines
+
+
+def _index_lines(node: yaml.Node, loc: tuple, out: dict[str, int]) -> None:
+    """Record the line of every field path, so problems can point into the file."""
+    out.setdefault(format_path(loc), node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = (*loc, k.value)
+            out[format_path(key)] = k.start_mark.line + 1
+            _index_lines(v, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _index_lines(v, (*loc, i), out)
+
+
+def _line_for(lines: dict[str, int], path: str) -> int | None:
+    """The line of `path`, or of its nearest parent that has one."""
+    while path:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return None
+
+
+# ---- defaults and structure --------------------------------------------------------------
+
+
+def _build(data: dict, lines: dict[str, int], source: str) -> Cluster:
+    try:
+        return Cluster.model_validate(data)
+    except ValidationError as e:
+        problems = [_problem(err, lines) for err in e.errors()]
+        raise SpecError(source, _dedupe(problems)) from None
+
+
+def _problem(err: dict, lines: dict[str, int]) -> Problem:
+    loc = tuple(err["loc"])
+    path = format_path(loc)
+    kind = err["type"]
+    line = _line_for(lines, path)
+    if kind == "extra_forbidden":
+        parent_model = _model_at(loc[:-1])
+        known = sorted(f.alias or n for n, f in parent_model.model_fields.items()) if parent_model else []
+        guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        fix = f"did you mean '{guess[0]}'?" if guess else f"known keys here: {', '.join(known)}"
+        return Problem(path, "unknown key", fix, line=line)
+    if kind == "missing":
+        return Problem(path, "required field is missing", "add it (see `hakube init`)", line=line)
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        if path == "apiVersion":
+            expected = f"'{API_VERSION}'"
+        if path == "kind":
+            expected = f"'{KIND}'"
+        return Problem(path, f"got {err['input']!r}", f"use one of {expected}", line=line)
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    got = err.get("input")
+    if not isinstance(got, (dict, list)) and kind not in ("missing",):
+        msg = f"{msg} (got {got!r})"
+    return Problem(path, msg, _fix_for(kind), line=line)
+
+
+def _fix_for(kind: str) -> str:
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return "give a value of the type this field expects"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return "use a value within the allowed range"
+    if kind.startswith("ip_v4"):
+        return "give an IPv4 address (or network in CIDR form)"
+    return ""
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model class at a location, walking Cluster's fields by alias or name."""
+    model: Any = Cluster
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        fields.update(model.model_fields)
+        f = fields.get(part)
+        if f is None:
+            return None
+        model = _inner_model(f.annotation)
+        if model is None:
+            return None
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        m = _inner_model(arg)
+        if m is not None:
+            return m
+    return None
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for p in problems:
+        if (p.path, p.message) not in seen:
+            seen.add((p.path, p.message))
+            out.append(p)
+    return out
