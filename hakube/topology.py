@@ -78,8 +78,9 @@ class Topology:
 
     @property
     def api_url(self) -> str:
-        host = self.cluster.spec.control_plane.endpoint.dns_name or self.endpoint_host
-        return f"https://{host}:{self.endpoint_port}"
+        # The address, not the DNS name: it works before anyone has set up DNS for it.
+        # The name (if any) is in the certificate, so a user may switch to it later.
+        return f"https://{self.endpoint_host}:{self.endpoint_port}"
 
     @property
     def agent_api_url(self) -> str:

@@ -1,5 +1,99 @@
-"""keepalived: not written yet."""
+"""keepalived: the virtual IP, moved by VRRP to a host whose front door works.
+
+Every member starts as BACKUP with `nopreempt`: the VIP stays where it is until its holder
+fails, instead of jumping back when a higher-priority host returns (each jump is a short
+outage for every client). Distinct priorities only break the tie at first election.
+A track script takes a host out of the election (FAULT) when its load balancer, or the
+apiserver the VIP leads to, stops answering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ... import paths
+from ..base import File, RenderContext, template
+from ...topology import HostPlan, Topology
+
+CONFIG = "/etc/keepalived/keepalived.conf"
+CHECK_SCRIPT = f"{paths.LIBEXEC}/check-apiserver"
 
 
-def host_files(ctx, host):
-    return []
+@dataclass(frozen=True)
+class Check:
+    """One HTTPS probe the track script makes; all must pass."""
+
+    what: str
+    url: str
+
+
+@dataclass(frozen=True)
+class KeepalivedConfig:
+    host: str
+    address: str
+    interface: str
+    vip: str
+    prefix: int
+    router_id: int
+    priority: int
+    advert_interval: float
+    peers: tuple[str, ...]  # unicast peers; empty means multicast
+    password: str
+    checks: tuple[Check, ...]
+    check_interval: int
+    check_fall: int
+    check_rise: int
+    cluster: str
+
+    @property
+    def vrrp_version(self) -> int:
+        # Sub-second advertisements exist only in VRRPv3 (RFC 5798); v3 has no
+        # authentication, so the password is used only with v2.
+        return 2 if float(self.advert_interval).is_integer() else 3
+
+
+def config_for(topo: Topology, host: HostPlan, password: str) -> KeepalivedConfig:
+    spec = topo.cluster.spec
+    vip = spec.control_plane.vip
+    members = topo.vip_hosts
+    idx = members.index(host.name)
+    placement = spec.control_plane.load_balancer.placement
+    checks = []
+    if host.name in topo.lb_hosts and placement != "agents-local":
+        checks.append(Check("the local load balancer reaches an apiserver",
+                            f"https://127.0.0.1:{topo.endpoint_port}/livez"))
+    if "server" in host.roles:
+        checks.append(Check("the local apiserver is alive",
+                            f"https://127.0.0.1:{topo.apiserver_port}/livez"))
+    return KeepalivedConfig(
+        host=host.name,
+        address=host.address,
+        interface=host.interface,
+        vip=topo.endpoint_host,
+        prefix=spec.network.node_cidr.prefixlen,
+        router_id=topo.virtual_router_id,
+        priority=150 - idx,
+        advert_interval=vip.advert_interval,
+        peers=tuple(topo.address(m) for m in members if m != host.name) if vip.unicast else (),
+        password=password,
+        checks=tuple(checks),
+        check_interval=vip.check_interval,
+        check_fall=vip.check_fall,
+        check_rise=vip.check_rise,
+        cluster=topo.name,
+    )
+
+
+def render(cfg: KeepalivedConfig) -> list[File]:
+    data = dict(c=cfg, paths=paths, check_script=CHECK_SCRIPT)
+    return [
+        # Holds the VRRP password: readable by root only.
+        File(CONFIG, template(__file__, "keepalived.conf.j2", **data), 0o600),
+        File(CHECK_SCRIPT, template(__file__, "check-apiserver.sh.j2", **data), 0o755),
+    ]
+
+
+def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
+    if not host.runs("keepalived"):
+        return []
+    return render(config_for(ctx.topo, host, ctx.secrets.vrrp_password))

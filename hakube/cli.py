@@ -1,0 +1,220 @@
+"""The `hakube` command: a thin layer over the library (parsing and printing only).
+
+Exit codes: 0 success, 1 the spec or the cluster has a problem, 2 wrong usage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, state
+from .errors import HakubeError
+from .render import CLUSTER_DIR, render
+from .spec import SpecError, load
+from .spec.example import example
+from .spec.problems import Problem
+from .topology import Topology, derive
+
+app = typer.Typer(
+    help="hakube: highly-available Kubernetes on your own machines, deployed over SSH "
+         "from one cluster.yaml, and proven by failure tests.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+SpecFile = typer.Argument(..., help="The cluster spec (cluster.yaml).", show_default=False)
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of text.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"hakube {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    pass
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+def _print_problems(source: str, problems: list[Problem]) -> None:
+    for p in problems:
+        color = "red" if p.severity == "error" else "yellow"
+        where = f"{source}:{p.line}" if p.line else source
+        err.print(f"[{color}]{p.severity}[/{color}] {where}: [bold]{p.path or '(file)'}[/bold]: {p.message}",
+                  highlight=False)
+        if p.fix:
+            err.print(f"    fix: {p.fix}", highlight=False)
+
+
+def _load(file: Path, quiet: bool = False):
+    loaded = load(file)
+    if loaded.warnings and not quiet:
+        _print_problems(str(file), loaded.warnings)
+    return loaded
+
+
+# ---- commands -------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    output: Path = typer.Option(Path("cluster.yaml"), "-o", "--output", help="Where to write the example."),
+    lab: bool = typer.Option(False, "--lab", help="Fill in the local lab's addresses, key and binaries "
+                                                 "(the lab must exist: `hakube lab up` writes the same file)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented example cluster.yaml to start from.
+
+    Example: hakube init -o cluster.yaml && $EDITOR cluster.yaml && hakube validate cluster.yaml
+    """
+    if output.exists() and not force:
+        raise HakubeError(f"{output} already exists; pass --force to overwrite it or -o to pick another path")
+    if lab:
+        from .lab import spec_text  # the lab knows its own addresses, key and binaries
+        text = spec_text(output_name=output.name)
+    else:
+        text = example(file=output.name)
+    output.write_text(text)
+    out.print(f"wrote {output}; next: hakube validate {output}")
+
+
+@app.command()
+def validate(file: Path = SpecFile, as_json: bool = JsonOpt) -> None:
+    """Check a cluster spec; report every problem at once.
+
+    Each problem names its field path, its line and a fix. Exit code 1 when there is an
+    error (warnings alone pass).
+
+    Example: hakube validate cluster.yaml
+    """
+    try:
+        loaded = load(file)
+        problems, ok = loaded.warnings, True
+    except SpecError as e:
+        problems, ok = e.problems, False
+    if as_json:
+        out.print_json(json.dumps({"file": str(file), "valid": ok,
+                                   "problems": [p.as_dict() for p in problems]}))
+    else:
+        _print_problems(str(file), problems)
+        if ok:
+            out.print(f"{file}: valid" + (f" ({len(problems)} warning(s))" if problems else ""))
+        else:
+            n = sum(p.severity == "error" for p in problems)
+            err.print(f"{file}: invalid, {n} error(s)")
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def plan(file: Path = SpecFile, as_json: bool = JsonOpt) -> None:
+    """Show what the spec implies, without contacting any host.
+
+    Bootstrap server and join order, quorum and tolerated failures, the API endpoint that
+    clients and agents use, the certificate SANs, and the components on each host.
+    Deterministic.
+
+    Example: hakube plan cluster.yaml --json | jq .certificateSANs
+    """
+    topo = derive(_load(file, quiet=as_json).cluster)
+    if as_json:
+        out.print_json(json.dumps(topo.as_dict()))
+        return
+    _print_plan(topo)
+
+
+def _print_plan(t: Topology) -> None:
+    d = t.as_dict()
+    out.print(f"[bold]cluster {t.name}[/bold]: {t.distribution} {t.version}")
+    out.print(f"  servers: {len(t.servers)}, quorum {t.quorum}, tolerates {t.tolerated_failures} "
+              f"server failure(s)")
+    out.print(f"  bootstrap server: {t.bootstrap_server} (only if no etcd member is healthy anywhere)")
+    out.print(f"  server join order (one at a time): {' -> '.join(t.server_join_order)}")
+    out.print(f"  agents (in parallel): {', '.join(t.agents) or 'none'}")
+    out.print(f"  API endpoint (kubectl, kubeconfig): {t.api_url}")
+    out.print(f"  API endpoint used by agents: {t.agent_api_url}")
+    out.print(f"  apiservers listen on port {t.apiserver_port}")
+    lb, vip = d["loadBalancer"], d["vip"]
+    out.print(f"  load balancer: {lb['provider']} on {', '.join(lb['hosts']) or 'none'} ({lb['placement']})")
+    out.print(f"  VIP: {vip['address']} by {vip['provider']}"
+              + (f" on {', '.join(vip['hosts'])} (VRRP router id {vip['virtualRouterId']})" if vip['hosts'] else ""))
+    out.print(f"  certificate SANs: {', '.join(t.sans)}")
+    table = Table(title="hosts", title_justify="left")
+    for col in ("host", "address", "roles", "pod CIDR", "components"):
+        table.add_column(col)
+    for h in t.hosts:
+        table.add_row(h.name, h.address, ",".join(h.roles), h.pod_cidr or "-", ", ".join(h.components))
+    out.print(table)
+
+
+@app.command("render")
+def render_cmd(
+    file: Path = SpecFile,
+    output: Path = typer.Option(..., "-o", "--output", help="Directory to write into.", show_default=False),
+) -> None:
+    """Write every file each host will receive, without contacting any host.
+
+    Files go to DIR/<host>/<absolute path>, cluster-level manifests to DIR/_cluster/.
+    Nothing is written when the spec is invalid.
+    Secrets (VRRP password, K3s token) come from the cluster's state directory, created on
+    first use, so rendering twice gives identical files.
+
+    Example: hakube render cluster.yaml -o out/ && haproxy -c -f out/server-1/etc/haproxy/haproxy.cfg
+    """
+    topo = derive(_load(file).cluster)
+    rendered = render(topo, state.secrets(topo.name))
+    written = rendered.write(output)
+    per_host = ", ".join(f"{h}: {len(fs)}" for h, fs in rendered.hosts.items())
+    out.print(f"wrote {len(written)} files to {output}/ ({per_host}; {CLUSTER_DIR}: {len(rendered.cluster)})")
+
+
+def _mount_lab() -> None:
+    try:
+        from .lab.cli import app as lab_app
+    except ImportError:  # the lab package is optional for a host-only install
+        return
+    app.add_typer(lab_app, name="lab")
+
+
+_mount_lab()
+
+
+def main() -> None:
+    """Console entry point: user errors become one clear message and exit code 1."""
+    try:
+        app()
+    except SpecError as e:
+        _print_problems(e.source, e.problems)
+        err.print(f"{e.source}: invalid, {len(e.errors)} error(s); nothing was changed")
+        sys.exit(1)
+    except HakubeError as e:
+        err.print(f"[red]error[/red]: {e}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as e:  # a bug: keep the screen readable, keep the details reachable
+        if os.environ.get("HAKUBE_DEBUG"):
+            raise
+        err.print(f"[red]internal error[/red]: {type(e).__name__}: {e}\n"
+                  "re-run with HAKUBE_DEBUG=1 for a traceback, and please report it")
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`python -m hakube.lab ...`: the lab commands without the main CLI (CI, debugging)."""
+
+from .cli import main
+
+main()
