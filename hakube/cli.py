@@ -30,8 +30,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: long lines stay whole when piped (grep, logs), the terminal wraps them.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 SpecFile = typer.Argument(..., help="The cluster spec (cluster.yaml).", show_default=False)
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of text.")
@@ -56,8 +57,8 @@ def _print_problems(source: str, problems: list[Problem]) -> None:
     for p in problems:
         color = "red" if p.severity == "error" else "yellow"
         where = f"{source}:{p.line}" if p.line else source
-        err.print(f"[{color}]{p.severity}[/{color}] {where}: [bold]{p.path or '(file)'}[/bold]: {p.message}",
-                  highlight=False)
+        field = f"[bold]{p.path}[/bold]: " if p.path else ""
+        err.print(f"[{color}]{p.severity}[/{color}] {where}: {field}{p.message}", highlight=False)
         if p.fix:
             err.print(f"    fix: {p.fix}", highlight=False)
 

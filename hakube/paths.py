@@ -35,6 +35,15 @@ KUBELET_CLIENT_CRT = f"{PKI}/kubelet-client.crt"
 KUBELET_CLIENT_KEY = f"{PKI}/kubelet-client.key"
 KUBELET_SERVING_CRT = f"{PKI}/kubelet.crt"
 KUBELET_SERVING_KEY = f"{PKI}/kubelet.key"
+# control-plane component client certificates (referenced by their kubeconfigs)
+CONTROLLER_MANAGER_CRT = f"{PKI}/controller-manager.crt"
+CONTROLLER_MANAGER_KEY = f"{PKI}/controller-manager.key"
+SCHEDULER_CRT = f"{PKI}/scheduler.crt"
+SCHEDULER_KEY = f"{PKI}/scheduler.key"
+KUBE_PROXY_CRT = f"{PKI}/kube-proxy.crt"
+KUBE_PROXY_KEY = f"{PKI}/kube-proxy.key"
+ADMIN_CRT = f"{PKI}/admin.crt"  # on servers, for kubectl there (/etc/kubernetes/admin.kubeconfig)
+ADMIN_KEY = f"{PKI}/admin.key"
 # load-balancer health checks and the keepalived track script authenticate with this
 # client certificate (anonymous auth is off): see components/haproxy/haproxy.cfg.j2
 LB_CHECK_CRT = f"{PKI}/lb-check.crt"

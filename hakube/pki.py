@@ -152,3 +152,179 @@ def _write(path: Path, data: bytes, mode: int) -> None:
         fh.write(data)
     os.chmod(tmp, mode)
     tmp.replace(path)
+
+
+# ---- the cluster's PKI -----------------------------------------------------------------------
+
+from . import paths  # noqa: E402  (kept below the primitives they build on)
+from .topology import Topology  # noqa: E402
+
+
+@dataclass(frozen=True)
+class PKIFile:
+    """A certificate or key as a host receives it."""
+
+    path: str
+    content: bytes
+    mode: int
+    owner: str = "root"
+    group: str = "root"
+
+    @property
+    def secret(self) -> bool:
+        return self.mode & 0o077 == 0
+
+
+class ClusterPKI:
+    """Every authority and certificate of one cluster, under `<state>/pki` (0700).
+
+    Created on first use and reused after: a certificate is reissued only when what it must
+    say changed (its SANs, because a server was added), and each such reissue is reported
+    in `changes`, never done silently.
+
+    Example:
+        >>> pki = ClusterPKI.load_or_create(state.cluster_dir("demo"), topo)
+        >>> [f.path for f in pki.files_for(topo.host("server-1"))][:2]
+        ['/etc/kubernetes/pki/ca.crt', '/etc/kubernetes/pki/ca.key']
+    """
+
+    def __init__(self, root: Path, topo: Topology):
+        self.root = root
+        self.topo = topo
+        self.changes: list[str] = []
+
+    @classmethod
+    def load_or_create(cls, state_dir: Path, topo: Topology) -> "ClusterPKI":
+        pki = cls(state_dir / "pki", topo)
+        pki.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pki.root.chmod(0o700)
+        pki._ensure_all()
+        return pki
+
+    # -- storage -----------------------------------------------------------------------------
+
+    def _ca(self, name: str, cn: str) -> CA:
+        crt, key = self.root / f"{name}.crt", self.root / f"{name}.key"
+        if crt.exists() and key.exists():
+            return CA.load(crt, key)
+        ca = CA.create(cn)
+        ca.save(crt, key)
+        self.changes.append(f"created certificate authority {name}")
+        return ca
+
+    def _cert(self, ca: CA, name: str, cn: str, orgs: tuple[str, ...] = (), sans: tuple[str, ...] = (),
+              server: bool = False, client: bool = False) -> Cert:
+        crt, key = self.root / f"{name}.crt", self.root / f"{name}.key"
+        if crt.exists() and key.exists():
+            cert = Cert.load(crt, key)
+            have = _sans_of(cert.cert)
+            if have == set(sans) and cert.cert.issuer == ca.cert.subject:
+                return cert
+            added, removed = sorted(set(sans) - have), sorted(have - set(sans))
+            self.changes.append(f"reissued {name}: SANs changed"
+                                + (f", added {', '.join(added)}" if added else "")
+                                + (f", removed {', '.join(removed)}" if removed else ""))
+        else:
+            self.changes.append(f"issued {name}")
+        cert = ca.issue(cn, orgs, sans, server=server, client=client)
+        cert.save(crt, key)
+        return cert
+
+    def get(self, name: str) -> Cert:
+        return Cert.load(self.root / f"{name}.crt", self.root / f"{name}.key")
+
+    # -- what the cluster needs --------------------------------------------------------------
+
+    def _ensure_all(self) -> None:
+        t = self.topo
+        self.ca = self._ca("ca", f"hakube-{t.name}-ca")
+        self.etcd_ca = self._ca("etcd-ca", f"hakube-{t.name}-etcd-ca")
+        self.front_proxy_ca = self._ca("front-proxy-ca", f"hakube-{t.name}-front-proxy-ca")
+        ca, etcd = self.ca, self.etcd_ca
+        self._cert(ca, "admin", "hakube-admin", ("system:masters",), client=True)
+        self._cert(ca, "lb-check", "hakube:lb-check", client=True)
+        self._cert(ca, "monitoring", "hakube:monitoring", client=True)
+        self._cert(ca, "controller-manager", "system:kube-controller-manager", client=True)
+        self._cert(ca, "scheduler", "system:kube-scheduler", client=True)
+        self._cert(ca, "kube-proxy", "system:kube-proxy", client=True)
+        self._cert(ca, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",),
+                   client=True)
+        self._cert(self.front_proxy_ca, "front-proxy-client", "front-proxy-client", client=True)
+        self._cert(etcd, "apiserver-etcd-client", "kube-apiserver-etcd-client", client=True)
+        self._cert(etcd, "etcd-healthcheck-client", "kube-etcd-healthcheck-client", client=True)
+        for s in t.servers:
+            a = t.address(s)
+            # etcd serves on the host address and 127.0.0.1; peers are both server and client
+            self._cert(etcd, f"hosts/{s}/etcd-server", s, sans=(s, "localhost", a, "127.0.0.1"),
+                       server=True, client=True)
+            self._cert(etcd, f"hosts/{s}/etcd-peer", s, sans=(s, a), server=True, client=True)
+            self._cert(ca, f"hosts/{s}/apiserver", "kube-apiserver", sans=t.sans, server=True)
+        for h in t.hosts:
+            if h.is_node:
+                self._cert(ca, f"hosts/{h.name}/kubelet-client", f"system:node:{h.name}", ("system:nodes",),
+                           client=True)
+                self._cert(ca, f"hosts/{h.name}/kubelet", h.name, sans=(h.name, h.address), server=True)
+        sa_key = self.root / "sa.key"
+        if not sa_key.exists():
+            key = _key()
+            _write(sa_key, _key_pem(key), 0o600)
+            _write(self.root / "sa.pub", key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+            self.changes.append("created the service-account key pair")
+
+    def files_for(self, host) -> list[PKIFile]:
+        """The certificates and keys `host` (a HostPlan) needs, with owner and mode."""
+        out: dict[str, PKIFile] = {}
+
+        def add(path: str, data: bytes, mode: int = 0o644, owner: str = "root") -> None:
+            out[path] = PKIFile(path, data, mode, owner, owner)
+
+        def pair(name: str, crt: str, key: str, owner: str = "root") -> None:
+            c = self.get(name)
+            add(crt, c.cert_pem, 0o644, owner)
+            add(key, c.key_pem, 0o600, owner)
+
+        if host.is_node or "haproxy" in host.components or "keepalived" in host.components \
+                or "nginx" in host.components:
+            add(paths.CA_CRT, self.ca.cert_pem)
+        if "haproxy" in host.components or "keepalived" in host.components:
+            pair("lb-check", paths.LB_CHECK_CRT, paths.LB_CHECK_KEY)
+            add(paths.LB_CHECK_PEM, self.get("lb-check").pem_bundle, 0o600)
+        if "etcd" in host.components:
+            add(paths.ETCD_CA_CRT, self.etcd_ca.cert_pem, 0o644, "etcd")
+            pair(f"hosts/{host.name}/etcd-server", paths.ETCD_SERVER_CRT, paths.ETCD_SERVER_KEY, "etcd")
+            pair(f"hosts/{host.name}/etcd-peer", paths.ETCD_PEER_CRT, paths.ETCD_PEER_KEY, "etcd")
+            pair("etcd-healthcheck-client", paths.ETCD_HEALTH_CRT, paths.ETCD_HEALTH_KEY)
+        if "kube-apiserver" in host.components:
+            add(paths.ETCD_CA_CRT, self.etcd_ca.cert_pem, 0o644, "etcd" if "etcd" in host.components else "root")
+            add(paths.CA_KEY, self.ca.key_pem, 0o600)  # the controller-manager signs CSRs with it
+            pair("apiserver-etcd-client", paths.APISERVER_ETCD_CLIENT_CRT, paths.APISERVER_ETCD_CLIENT_KEY)
+            pair(f"hosts/{host.name}/apiserver", paths.APISERVER_CRT, paths.APISERVER_KEY)
+            pair("apiserver-kubelet-client", paths.APISERVER_KUBELET_CLIENT_CRT,
+                 paths.APISERVER_KUBELET_CLIENT_KEY)
+            add(paths.FRONT_PROXY_CA_CRT, self.front_proxy_ca.cert_pem)
+            pair("front-proxy-client", paths.FRONT_PROXY_CLIENT_CRT, paths.FRONT_PROXY_CLIENT_KEY)
+            add(paths.SA_KEY, (self.root / "sa.key").read_bytes(), 0o600)
+            add(paths.SA_PUB, (self.root / "sa.pub").read_bytes())
+            pair("controller-manager", paths.CONTROLLER_MANAGER_CRT, paths.CONTROLLER_MANAGER_KEY)
+            pair("scheduler", paths.SCHEDULER_CRT, paths.SCHEDULER_KEY)
+            pair("admin", paths.ADMIN_CRT, paths.ADMIN_KEY)
+        if host.is_node and self.topo.distribution == "kubernetes":
+            pair(f"hosts/{host.name}/kubelet-client", paths.KUBELET_CLIENT_CRT, paths.KUBELET_CLIENT_KEY)
+            pair(f"hosts/{host.name}/kubelet", paths.KUBELET_SERVING_CRT, paths.KUBELET_SERVING_KEY)
+            pair("kube-proxy", paths.KUBE_PROXY_CRT, paths.KUBE_PROXY_KEY)
+        if "prometheus" in host.components:
+            add(paths.MONITORING_CA_CRT, self.ca.cert_pem, 0o644, "prometheus")
+            add(paths.MONITORING_ETCD_CA_CRT, self.etcd_ca.cert_pem, 0o644, "prometheus")
+            pair("monitoring", paths.MONITORING_CLIENT_CRT, paths.MONITORING_CLIENT_KEY, "prometheus")
+            pair("etcd-healthcheck-client", paths.MONITORING_ETCD_CLIENT_CRT, paths.MONITORING_ETCD_CLIENT_KEY,
+                 "prometheus")
+        return [out[p] for p in sorted(out)]
+
+
+def _sans_of(cert: x509.Certificate) -> set[str]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(v) for v in ext.get_values_for_type(x509.IPAddress)} | set(ext.get_values_for_type(x509.DNSName))

@@ -13,6 +13,8 @@ APT_PACKAGES=(
   corosync
   # the lab: machines are podman containers with systemd, built from debootstrap
   podman runc debootstrap iproute2 iptables openssh-client
+  # lab faults: partitions are nftables rules on the lab bridge's ports
+  nftables
   # offline Kubernetes binaries, built from Debian's source package
   golang-go rsync dpkg-dev gcc libc6-dev
   # probes and checks from this host

@@ -121,7 +121,7 @@ def _build(data: dict, lines: dict[str, int], source: str) -> Cluster:
         return Cluster.model_validate(data)
     except ValidationError as e:
         problems = [_problem(err, lines) for err in e.errors()]
-        raise SpecError(source, _dedupe(problems)) from None
+        raise SpecError(source, _dedupe(_fold_typos(problems))) from None
 
 
 def _problem(err: dict, lines: dict[str, int]) -> Problem:
@@ -190,6 +190,13 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
         if m is not None:
             return m
     return None
+
+
+def _fold_typos(problems: list[Problem]) -> list[Problem]:
+    """Drop "missing X" when a sibling unknown key is a typo of X: one mistake, one problem."""
+    meant = {p.path.rsplit(".", 1)[0] + "." + p.fix.split("'")[1]
+             for p in problems if p.message == "unknown key" and p.fix.startswith("did you mean")}
+    return [p for p in problems if not (p.message == "required field is missing" and p.path in meant)]
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -173,7 +173,7 @@ def vip_provider(c: Cluster, base: Path) -> Iterator[Problem]:
     if cp.vip.provider == "pacemaker" and len(carriers) < 2:
         yield Problem("spec.controlPlane.vip.provider",
                       f"pacemaker needs at least 2 nodes to fail over between, and there are "
-                      f"{len(carriers)} {kind}", "add hosts, or use provider: keepalived")
+                      f"{len(carriers)} of the {kind}", "add hosts, or use provider: keepalived")
     if cp.vip.provider == "kube-vip" and placement == "dedicated":
         yield Problem("spec.controlPlane.vip.provider",
                       "kube-vip runs on the k3s servers, not on dedicated load-balancer hosts",

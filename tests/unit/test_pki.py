@@ -1,0 +1,84 @@
+"""The cluster PKI: real certificates, verified by openssl, reused on re-runs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from hakube import paths
+from hakube.pki import ClusterPKI
+
+from .conftest import topology
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> ClusterPKI:
+    return ClusterPKI.load_or_create(tmp_path, topology("ha3"))
+
+
+def openssl_verify(ca: Path, cert: Path, purpose: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", "verify", "-purpose", purpose, "-CAfile", str(ca), str(cert)],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
+def test_certificates_verify_against_their_ca(pki: ClusterPKI) -> None:
+    r = pki.root
+    assert openssl_verify(r / "ca.crt", r / "hosts/server-1/apiserver.crt", "sslserver").returncode == 0
+    assert openssl_verify(r / "ca.crt", r / "admin.crt", "sslclient").returncode == 0
+    assert openssl_verify(r / "etcd-ca.crt", r / "hosts/server-2/etcd-peer.crt", "sslserver").returncode == 0
+    assert openssl_verify(r / "etcd-ca.crt", r / "hosts/server-2/etcd-peer.crt", "sslclient").returncode == 0
+    # a client certificate cannot serve, and the clusters' CAs do not vouch for each other
+    assert openssl_verify(r / "ca.crt", r / "admin.crt", "sslserver").returncode != 0
+    assert openssl_verify(r / "etcd-ca.crt", r / "admin.crt", "sslclient").returncode != 0
+
+
+def test_apiserver_certificate_carries_every_san_of_the_plan(pki: ClusterPKI) -> None:
+    t = topology("ha3")
+    cert = pki.get("hosts/server-3/apiserver").cert
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
+    assert names == set(t.sans)
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+
+
+def test_identity_of_node_and_admin_certificates(pki: ClusterPKI) -> None:
+    subject = pki.get("hosts/agent-1/kubelet-client").cert.subject.rfc4514_string()
+    assert subject == "CN=system:node:agent-1,O=system:nodes"
+    assert "O=system:masters" in pki.get("admin").cert.subject.rfc4514_string()
+
+
+def test_state_is_private_and_reused(tmp_path: Path, pki: ClusterPKI) -> None:
+    assert pki.root.stat().st_mode & 0o777 == 0o700
+    for key in pki.root.rglob("*.key"):
+        assert key.stat().st_mode & 0o777 == 0o600, key
+    before = {p: p.read_bytes() for p in pki.root.rglob("*") if p.is_file()}
+    again = ClusterPKI.load_or_create(tmp_path, topology("ha3"))
+    assert again.changes == []
+    assert {p: p.read_bytes() for p in pki.root.rglob("*") if p.is_file()} == before
+
+
+def test_a_san_change_reissues_and_says_so(tmp_path: Path, pki: ClusterPKI) -> None:
+    # the same state directory, a plan with a fourth server: the apiserver certs must change
+    t = topology("ha3")
+    from dataclasses import replace
+    t2 = replace(t, sans=t.sans + ("192.168.56.14",))
+    again = ClusterPKI.load_or_create(tmp_path, t2)
+    assert any("reissued hosts/server-1/apiserver: SANs changed, added 192.168.56.14" == c for c in again.changes)
+    assert not any("ca" == c.split()[-1] for c in again.changes), "authorities are never replaced"
+
+
+def test_hosts_get_only_what_they_need(pki: ClusterPKI) -> None:
+    t = topology("ha3")
+    server = {f.path: f for f in pki.files_for(t.host("server-1"))}
+    agent = {f.path: f for f in pki.files_for(t.host("agent-1"))}
+    assert paths.CA_KEY in server and paths.CA_KEY not in agent
+    assert paths.ETCD_PEER_KEY not in agent and paths.SA_KEY not in agent
+    assert server[paths.ETCD_SERVER_KEY].owner == "etcd" and server[paths.ETCD_SERVER_KEY].mode == 0o600
+    assert all(f.mode == 0o600 for f in server.values() if f.path.endswith((".key", ".pem")))
