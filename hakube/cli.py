@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, state
@@ -57,10 +58,10 @@ def _print_problems(source: str, problems: list[Problem]) -> None:
     for p in problems:
         color = "red" if p.severity == "error" else "yellow"
         where = f"{source}:{p.line}" if p.line else source
-        field = f"[bold]{p.path}[/bold]: " if p.path else ""
-        err.print(f"[{color}]{p.severity}[/{color}] {where}: {field}{p.message}", highlight=False)
+        field = f"[bold]{escape(p.path)}[/bold]: " if p.path else ""
+        err.print(f"[{color}]{p.severity}[/{color}] {escape(where)}: {field}{escape(p.message)}", highlight=False)
         if p.fix:
-            err.print(f"    fix: {p.fix}", highlight=False)
+            err.print(f"    fix: {escape(p.fix)}", highlight=False)
 
 
 def _load(file: Path, quiet: bool = False):
@@ -184,6 +185,120 @@ def render_cmd(
     out.print(f"wrote {len(written)} files to {output}/ ({per_host}; {CLUSTER_DIR}: {len(rendered.cluster)})")
 
 
+@app.command()
+def up(
+    file: Path = SpecFile,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read the hosts and show what would change, "
+                                                          "with file diffs; change nothing."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Deploy or converge the cluster over SSH; a second run changes nothing.
+
+    Phases run in the runbook's order (facts, packages, binaries, certificates, etcd one
+    server at a time, control plane gated on /readyz, load balancers and VIP gated on the VIP
+    answering, kubeconfig). Every command is logged per host under the cluster's state
+    directory. On failure it names the host, what was expected, what was seen and the
+    service's log; running it again continues from where it stopped.
+
+    Example: hakube up cluster.yaml --dry-run && hakube up cluster.yaml
+    """
+    import asyncio
+
+    from .engine.deploy import up as deploy_up
+    from .engine.ui import Reporter
+
+    loaded = _load(file, quiet=as_json)
+    ui = Reporter(console=err if as_json else out, quiet=as_json)
+    ui = asyncio.run(deploy_up(loaded, dry_run=dry_run, ui=ui))
+    if as_json:
+        out.print_json(json.dumps(ui.as_dict(dry_run)))
+        return
+    out.print(ui.summary(dry_run))
+    if ui.changed == 0:
+        out.print("[green]no changes[/green]: the cluster already matches the spec")
+    elif dry_run:
+        out.print(f"{ui.changed} change(s) planned; run without --dry-run to apply them")
+    else:
+        out.print(f"[green]converged[/green] with {ui.changed} change(s); "
+                  f"kubeconfig: {state.cluster_dir(loaded.cluster.name) / 'kubeconfig'}")
+
+
+@app.command()
+def kubeconfig(
+    file: Path = SpecFile,
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Where to write it (default: the cluster's state directory)."),
+    merge: bool = typer.Option(False, "--merge", help="Also add it to ~/.kube/config as context <cluster name>."),
+) -> None:
+    """Write an admin kubeconfig that points at the VIP, with TLS verification on.
+
+    It is checked against the cluster before this command returns: the API is asked for its
+    version through the endpoint, verifying the server certificate with the cluster CA.
+
+    Example: hakube kubeconfig cluster.yaml -o demo.kubeconfig && kubectl --kubeconfig demo.kubeconfig get nodes
+    """
+    from .engine.deploy import admin_client
+    from .kubeconfig import kubeconfig_text, merge_into, write_kubeconfig
+
+    loaded = _load(file)
+    topo = derive(loaded.cluster)
+    sdir = state.cluster_dir(topo.name)
+    if not (sdir / "pki" / "admin.crt").exists():
+        raise HakubeError(f"cluster {topo.name} has no certificates in {sdir} yet; run `hakube up {file}` first")
+    path = output or sdir / "kubeconfig"
+    write_kubeconfig(topo, sdir, path)
+    try:
+        with admin_client(sdir) as client:
+            r = client.get(f"{topo.api_url}/version")
+            r.raise_for_status()
+            version = r.json().get("gitVersion", "?")
+    except Exception as e:
+        raise HakubeError(f"wrote {path}, but {topo.api_url} did not answer with TLS verification on: {e}; "
+                          f"check `hakube up {file}` completed") from None
+    out.print(f"wrote {path} (server {topo.api_url}, Kubernetes {version}, TLS verified)")
+    if merge:
+        target = Path(os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube" / "config")
+        merge_into(target, kubeconfig_text(topo, sdir), topo.name)
+        out.print(f"merged into {target} as context {topo.name}: kubectl --context {topo.name} get nodes")
+
+
+@app.command()
+def status(
+    file: Path = SpecFile,
+    as_json: bool = JsonOpt,
+    watch: bool = typer.Option(False, "--watch", help="Refresh every 2 seconds until Ctrl-C."),
+) -> None:
+    """Show HA health at a glance; exit code 1 when anything is degraded.
+
+    etcd members (health, leader, raft term and index, DB size), which host holds the VIP and
+    each member's VRRP state, each load balancer's view of each apiserver, /readyz of every
+    apiserver directly, nodes, CoreDNS placement, firing alerts, and a verdict line.
+
+    Example: hakube status cluster.yaml --watch
+    """
+    import asyncio
+    import time as _time
+
+    from rich.live import Live
+
+    from .verify.show import render as render_status
+    from .verify.status import gather
+
+    loaded = _load(file, quiet=True)
+    if watch:
+        with Live(console=out, auto_refresh=False) as live:
+            while True:
+                st = asyncio.run(gather(loaded))
+                live.update(render_status(st), refresh=True)
+                _time.sleep(2)
+    st = asyncio.run(gather(loaded))
+    if as_json:
+        out.print_json(json.dumps(st.as_dict()))
+    else:
+        out.print(render_status(st))
+    raise typer.Exit(0 if st.healthy else 1)
+
+
 def _mount_lab() -> None:
     try:
         from .lab.cli import app as lab_app
@@ -204,7 +319,7 @@ def main() -> None:
         err.print(f"{e.source}: invalid, {len(e.errors)} error(s); nothing was changed")
         sys.exit(1)
     except HakubeError as e:
-        err.print(f"[red]error[/red]: {e}", highlight=False)
+        err.print(f"[red]error[/red]: {escape(str(e))}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -212,7 +327,7 @@ def main() -> None:
     except Exception as e:  # a bug: keep the screen readable, keep the details reachable
         if os.environ.get("HAKUBE_DEBUG"):
             raise
-        err.print(f"[red]internal error[/red]: {type(e).__name__}: {e}\n"
+        err.print(f"[red]internal error[/red]: {type(e).__name__}: {escape(str(e))}\n"
                   "re-run with HAKUBE_DEBUG=1 for a traceback, and please report it")
         sys.exit(70)
 

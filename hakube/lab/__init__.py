@@ -5,11 +5,28 @@ sshd, on a private bridge with no route out. hakube deploys to them exactly as t
 and the chaos tests break them on purpose (see `hakube.lab.faults`).
 
 Example:
-    >>> from hakube.lab import machines
-    >>> lab = machines.up("demo", servers=3, agents=2)     # doctest: +SKIP
-    >>> print(lab.cluster_yaml)                             # doctest: +SKIP
+    >>> from hakube.lab import lifecycle, faults
+    >>> lab = lifecycle.up("demo", servers=3, agents=2).lab     # doctest: +SKIP
+    >>> faults.crash(lab, "server-1")                            # doctest: +SKIP
 """
 
 from .errors import LabError
 
-__all__ = ["LabError"]
+
+def spec_text(output_name: str = "cluster.yaml", name: str = "hakube") -> str:
+    """The cluster.yaml of lab `name` as `hakube lab up` wrote it (the lab must exist).
+
+    Its paths are absolute, so the text works wherever it is saved (`output_name` is only
+    mentioned in the next-step hint).
+    """
+    from . import labstate
+
+    lab = labstate.require(name)
+    if not lab.cluster_yaml.exists():
+        raise LabError(f"lab {name!r} has no cluster.yaml yet ({lab.cluster_yaml}); "
+                       f"run `hakube lab up --name {name}`")
+    return lab.cluster_yaml.read_text().replace(
+        f"# Next: hakube up {lab.cluster_yaml}", f"# Next: hakube up {output_name}")
+
+
+__all__ = ["LabError", "spec_text"]

@@ -104,6 +104,9 @@ def ensure(version: str = KUBERNETES_VERSION, progress: Progress | None = None) 
         if found := cached(version):  # another process built it while we waited
             return found
         cache.remove_stale_partials(final.parent, version)
+        # scratch folders of builds killed before their cleanup ran (we hold the lock)
+        for stale in cache.root().glob(f"build-kubernetes-{version}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         _check_tools()
         with cache.atomic_dir(final) as out:
             _build(version, out, progress)
@@ -198,11 +201,13 @@ def _compile(tree: Path, scratch: Path, log: Path, on_line) -> None:
         link.symlink_to("../../..")
     home = scratch / "home"
     home.mkdir(exist_ok=True)
+    tmp = scratch / "tmp"  # Go's work folders too, so an interrupted build leaves nothing
+    tmp.mkdir(exist_ok=True)
     stream(
         ["make", "WHAT=" + " ".join(f"cmd/{c}" for c in COMMANDS)],
         log=log, on_line=on_line, cwd=tree,
         env={"GOPATH": str(gopath), "CGO_ENABLED": "0", "HOME": str(home),
-             "GOCACHE": str(scratch / "gocache"), "GOFLAGS": ""},
+             "GOCACHE": str(scratch / "gocache"), "GOFLAGS": "", "TMPDIR": str(tmp)},
     )
 
 

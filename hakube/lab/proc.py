@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -93,6 +94,8 @@ def stream(
             proc = subprocess.Popen(
                 args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 errors="replace", env=None if env is None else {**os.environ, **env}, cwd=cwd,
+                # its own process group, so an interruption can stop make AND its compilers
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise LabError(f"`{args[0]}` is not installed on this host; run scripts/setup.sh") from None
@@ -105,8 +108,12 @@ def stream(
                     on_line(line.rstrip())
             code = proc.wait()
         except BaseException:
-            # An interrupted build must not keep compiling in the background.
-            proc.kill()
+            # An interrupted build must not keep compiling in the background: kill the
+            # whole group (make, go, compile...), not just its leader.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
             raise
     if code != 0:

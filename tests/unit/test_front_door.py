@@ -112,8 +112,8 @@ def test_keepalived_members_and_track_script() -> None:
         assert sorted(peers) == sorted(t.address(o) for o in t.servers if o != s)
         seen_priorities.add(int(text.split("priority ")[1].split()[0]))
         script = files[keepalived.CHECK_SCRIPT].content
-        assert f"https://127.0.0.1:{t.endpoint_port}/livez" in script  # through the load balancer
-        assert f"https://127.0.0.1:{t.apiserver_port}/livez" in script  # the local apiserver
+        assert f"https://127.0.0.1:{t.endpoint_port}/livez?exclude=etcd" in script  # through the load balancer
+        assert f"https://127.0.0.1:{t.apiserver_port}/livez?exclude=etcd" in script  # the local apiserver
     assert len(seen_priorities) == 3
 
 

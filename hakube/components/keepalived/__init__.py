@@ -61,10 +61,10 @@ def config_for(topo: Topology, host: HostPlan, password: str) -> KeepalivedConfi
     checks = []
     if host.name in topo.lb_hosts and placement != "agents-local":
         checks.append(Check("the local load balancer reaches an apiserver",
-                            f"https://127.0.0.1:{topo.endpoint_port}/livez"))
+                            f"https://127.0.0.1:{topo.endpoint_port}/livez?exclude=etcd"))
     if "server" in host.roles:
         checks.append(Check("the local apiserver is alive",
-                            f"https://127.0.0.1:{topo.apiserver_port}/livez"))
+                            f"https://127.0.0.1:{topo.apiserver_port}/livez?exclude=etcd"))
     return KeepalivedConfig(
         host=host.name,
         address=host.address,

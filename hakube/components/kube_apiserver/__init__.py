@@ -1,5 +1,107 @@
-"""kube_apiserver: not written yet."""
+"""kube-apiserver on every server (distribution kubernetes), as a systemd unit.
+
+Each apiserver advertises its own address and listens on `topo.apiserver_port` (6444 when
+the load balancer takes 6443 on the same host). It talks to etcd with a client certificate,
+listing its own server's member first. Anonymous access is off, so every client, the load
+balancer's health checks included, authenticates with a certificate.
+
+Version-aware flags (minor version of spec.distribution.version):
+- `--insecure-port=0` below 1.24, where the flag exists. 1.20 to 1.23 accept it as a
+  no-op (1.20 removed insecure serving; the 1.20 binary says so when it starts), older
+  binaries would serve unauthenticated on 8080 without it; 1.24 removed the flag.
+- `--goaway-chance` only with several apiservers (see the unit's comments).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ... import paths
+from ...topology import HostPlan, Topology
+from ..base import File, RenderContext, template
+
+UNIT = "/etc/systemd/system/kube-apiserver.service"
+BINARY = f"{paths.BIN}/kube-apiserver"
+ETCD_CLIENT_PORT = 2379
 
 
-def host_files(ctx, host):
-    return []
+@dataclass(frozen=True)
+class APIServer:
+    host: str
+    advertise_address: str
+    secure_port: int
+    etcd_servers: tuple[str, ...]  # this server's member first
+    local_etcd: bool  # an etcd member runs on this host (order after it, never require it)
+    service_cidr: str
+    node_port_range: str
+    service_account_issuer: str
+    insecure_port_flag: bool  # < 1.24
+    goaway_chance: str | None  # only with several apiservers behind a load balancer
+    feature_gates: str  # "A=true,B=false", sorted; "" for none
+    extra_args: tuple[str, ...]  # spec.kubernetes.apiserverExtraArgs, quoted for systemd
+
+
+def systemd_quote(arg: str) -> str:
+    """One command-line word as systemd's ExecStart= reads it.
+
+    `%` starts a specifier and `$` a variable in ExecStart=, so both are doubled; a word
+    with spaces or quotes is wrapped in double quotes.
+    """
+    out = arg.replace("%", "%%").replace("$", "$$")
+    if any(c in out for c in " \t\"'\\;"):
+        out = '"' + out.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return out
+
+
+def flag_args(args: dict[str, str]) -> tuple[str, ...]:
+    """`{name: value}` from the spec as `--name=value` words, sorted: deterministic."""
+    return tuple(systemd_quote(f"--{k.lstrip('-')}={v}") for k, v in sorted(args.items()))
+
+
+def feature_gates(gates: dict[str, bool]) -> str:
+    return ",".join(f"{k}={'true' if v else 'false'}" for k, v in sorted(gates.items()))
+
+
+def etcd_servers(topo: Topology, host: HostPlan) -> tuple[str, ...]:
+    """The etcd endpoints, this server's own member first.
+
+    The local member answers without a network hop and stays reachable when this server
+    is cut off from the others. etcd's v3 client (3.4+) balances over all endpoints rather
+    than pinning the first, so the order is a preference, not isolation: kubeadm's
+    stacked layout lists only the local member for that reason. Listing all members keeps
+    this apiserver serving when its own member is down or being replaced.
+    """
+    spec = topo.cluster.spec
+    if spec.datastore.type == "external":
+        return tuple(spec.datastore.endpoints)
+    local = f"https://{host.address}:{ETCD_CLIENT_PORT}"
+    return (local,) + tuple(u for u in topo.etcd_client_urls if u != local)
+
+
+def config_for(topo: Topology, host: HostPlan) -> APIServer:
+    spec = topo.cluster.spec
+    k8s = spec.kubernetes
+    return APIServer(
+        host=host.name,
+        advertise_address=host.address,
+        secure_port=topo.apiserver_port,
+        etcd_servers=etcd_servers(topo, host),
+        local_etcd=host.runs("etcd"),
+        service_cidr=str(spec.network.service_cidr),
+        node_port_range=spec.network.node_port_range,
+        service_account_issuer=f"https://kubernetes.default.svc.{spec.network.cluster_domain}",
+        insecure_port_flag=spec.distribution.minor < (1, 24),
+        goaway_chance="0.001" if len(topo.servers) > 1 else None,
+        feature_gates=feature_gates(k8s.feature_gates) if k8s else "",
+        extra_args=flag_args(k8s.apiserver_extra_args) if k8s else (),
+    )
+
+
+def render(c: APIServer) -> list[File]:
+    return [File(UNIT, template(__file__, "kube-apiserver.service.j2", c=c, paths=paths, binary=BINARY))]
+
+
+def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
+    if not host.runs("kube-apiserver"):
+        return []
+    return render(config_for(ctx.topo, host))

@@ -1,5 +1,46 @@
-"""kube_scheduler: not written yet."""
+"""kube-scheduler on every server (distribution kubernetes), as a systemd unit.
+
+Leader-elected like the controller manager, and talking to its own server's apiserver.
+
+Version-aware flags:
+- `--port=0` below 1.23: it turns off the insecure HTTP port (10251, all interfaces) that
+  the scheduler opens by default up to 1.22; 1.23 removed insecure serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ... import paths
+from ...topology import HostPlan, Topology
+from ..base import File, RenderContext, template
+from ..kube_apiserver import feature_gates
+
+UNIT = "/etc/systemd/system/kube-scheduler.service"
+BINARY = f"{paths.BIN}/kube-scheduler"
 
 
-def host_files(ctx, host):
-    return []
+@dataclass(frozen=True)
+class Scheduler:
+    host: str
+    insecure_port_flag: bool  # < 1.23
+    feature_gates: str
+
+
+def config_for(topo: Topology, host: HostPlan) -> Scheduler:
+    spec = topo.cluster.spec
+    return Scheduler(
+        host=host.name,
+        insecure_port_flag=spec.distribution.minor < (1, 23),
+        feature_gates=feature_gates(spec.kubernetes.feature_gates) if spec.kubernetes else "",
+    )
+
+
+def render(c: Scheduler) -> list[File]:
+    return [File(UNIT, template(__file__, "kube-scheduler.service.j2", c=c, paths=paths, binary=BINARY))]
+
+
+def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
+    if not host.runs("kube-scheduler"):
+        return []
+    return render(config_for(ctx.topo, host))

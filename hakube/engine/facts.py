@@ -1,0 +1,134 @@
+"""Facts: small named readers of a host's state, each a command plus a parser.
+
+Nothing is cached across steps: the hosts are the only state, and a step reads what it
+needs right before it plans (STYLE.md 2).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+from .. import paths
+from ..transport import Connector
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    sha256: str
+    mode: int
+    owner: str
+    group: str
+
+
+async def file_states(conn: Connector, file_paths: list[str]) -> dict[str, RemoteFile | None]:
+    """sha256, mode and owner of each path; None where there is no such file."""
+    if not file_paths:
+        return {}
+    quoted = " ".join(shlex.quote(p) for p in file_paths)
+    script = (f"for f in {quoted}; do if [ -f \"$f\" ]; then "
+              "printf '%s|%s|' \"$f\" \"$(stat -c '%a %U %G' -- \"$f\")\"; "
+              "sha256sum -- \"$f\" | cut -d' ' -f1; else printf '%s|-\\n' \"$f\"; fi; done")
+    r = await conn.run(script, what="reading file states", log_output=False)
+    out: dict[str, RemoteFile | None] = {}
+    for line in r.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) == 2:
+            out[parts[0]] = None
+        elif len(parts) == 3:
+            mode, owner, group = parts[1].split()
+            out[parts[0]] = RemoteFile(parts[2], int(mode, 8), owner, group)
+    return out
+
+
+async def read_text(conn: Connector, path: str) -> str | None:
+    r = await conn.run(f"cat -- {shlex.quote(path)}", check=False, log_output=False)
+    return r.stdout if r.ok else None
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    active: str  # active, inactive, failed, activating, ...
+    enabled: str  # enabled, disabled, masked, not-found, ...
+
+
+async def service_states(conn: Connector, units: list[str]) -> dict[str, ServiceState]:
+    if not units:
+        return {}
+    script = "; ".join(
+        f"printf '%s %s %s\\n' {shlex.quote(u)} \"$(systemctl is-active {shlex.quote(u)} 2>/dev/null)\" "
+        f"\"$(systemctl is-enabled {shlex.quote(u)} 2>/dev/null || echo not-found)\"" for u in units)
+    r = await conn.run(script, check=False, what="reading service states")
+    out = {}
+    for line in r.stdout.splitlines():
+        name, active, enabled = (line.split() + ["", "", ""])[:3]
+        out[name] = ServiceState(active or "unknown", enabled or "not-found")
+    return out
+
+
+async def missing_packages(conn: Connector, packages: list[str]) -> list[str]:
+    if not packages:
+        return []
+    q = " ".join(shlex.quote(p) for p in packages)
+    r = await conn.run(f"dpkg-query -W -f='${{Package}} ${{db:Status-Status}}\\n' {q} 2>/dev/null; true",
+                       what="reading installed packages")
+    installed = {ln.split()[0] for ln in r.stdout.splitlines() if ln.endswith(" installed")}
+    return [p for p in packages if p not in installed]
+
+
+@dataclass(frozen=True)
+class OSInfo:
+    id: str
+    version: str
+    arch: str
+    systemd: bool
+
+
+async def os_info(conn: Connector) -> OSInfo:
+    r = await conn.run(". /etc/os-release; echo \"$ID $VERSION_ID\"; uname -m; "
+                       "[ -d /run/systemd/system ] && echo systemd || echo no-systemd", what="reading the OS")
+    lines = r.stdout.split("\n")
+    ident = (lines[0].split() + ["?", "?"])[:2]
+    return OSInfo(ident[0], ident[1], lines[1].strip(), lines[2].strip() == "systemd")
+
+
+# ---- etcd ------------------------------------------------------------------------------------
+
+ETCDCTL = (f"ETCDCTL_API=3 etcdctl --cacert {paths.ETCD_CA_CRT} --cert {paths.ETCD_HEALTH_CRT} "
+           f"--key {paths.ETCD_HEALTH_KEY} --dial-timeout 2s --command-timeout 4s")
+
+
+@dataclass(frozen=True)
+class EtcdMember:
+    id: str  # hex, as etcdctl prints it
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EtcdView:
+    """What one server sees of etcd: whether its member is healthy, and the membership."""
+
+    healthy: bool
+    has_data: bool
+    members: tuple[EtcdMember, ...]
+    cluster_id: str | None
+    leader_id: str | None
+
+
+async def etcd_view(conn: Connector, data_dir: str) -> EtcdView:
+    has_data = (await conn.run(f"test -d {shlex.quote(data_dir)}/member", check=False)).ok
+    r = await conn.run(f"{ETCDCTL} --endpoints https://127.0.0.1:2379 endpoint status -w json", check=False,
+                       what="asking etcd for its status")
+    if not r.ok:
+        return EtcdView(False, has_data, (), None, None)
+    status = json.loads(r.stdout)[0]["Status"]
+    m = await conn.run(f"{ETCDCTL} --endpoints https://127.0.0.1:2379 member list -w json", check=False)
+    members: tuple[EtcdMember, ...] = ()
+    if m.ok:
+        members = tuple(EtcdMember(format(x["ID"], "x"), x.get("name", ""), tuple(x.get("peerURLs", [])),
+                                   tuple(x.get("clientURLs", []))) for x in json.loads(m.stdout)["members"])
+    return EtcdView(True, has_data, members, format(status["header"]["cluster_id"], "x"),
+                    format(status["leader"], "x") if status.get("leader") else None)

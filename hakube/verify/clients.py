@@ -1,0 +1,25 @@
+"""HTTPS clients that verify the cluster's certificates, from the local state directory."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import httpx
+
+
+def tls_context(pki: Path, ca: str, cert: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki / f"{ca}.crt"))
+    ctx.load_cert_chain(str(pki / f"{cert}.crt"), str(pki / f"{cert}.key"))
+    return ctx
+
+
+def api_client(state_dir: Path, timeout: float = 3.0) -> httpx.AsyncClient:
+    """The Kubernetes API as admin; TLS verified against the cluster CA."""
+    return httpx.AsyncClient(verify=tls_context(state_dir / "pki", "ca", "admin"), timeout=timeout)
+
+
+def etcd_client(state_dir: Path, timeout: float = 3.0) -> httpx.AsyncClient:
+    """etcd's JSON gateway with the health-check client certificate; TLS verified."""
+    return httpx.AsyncClient(verify=tls_context(state_dir / "pki", "etcd-ca", "etcd-healthcheck-client"),
+                             timeout=timeout)

@@ -1,0 +1,372 @@
+"""`hakube status`: one screen of HA health, gathered in parallel in about a second.
+
+Every fact is read live: etcd through its JSON gateway (status, members, leader, term,
+index, DB size), each apiserver's /readyz directly, nodes and CoreDNS through the VIP,
+the VIP holder, keepalived's view and each load balancer's view of its backends over SSH,
+and firing alerts from Prometheus when monitoring is on. The verdict sums it up; any
+degradation gives a non-zero exit code.
+
+Example:
+    >>> s = asyncio.run(gather(load("cluster.yaml")))
+    >>> s.verdict
+    'healthy: etcd 3/3, tolerates 1 more failure'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+
+import httpx
+
+from .. import paths, state
+from ..spec import Loaded
+from ..topology import Topology, derive
+from ..transport import Connector, SSHConnector
+from .clients import api_client, etcd_client
+
+
+@dataclass
+class EtcdMemberStatus:
+    name: str
+    endpoint: str
+    healthy: bool
+    leader: bool = False
+    member_id: str = ""
+    raft_term: int | None = None
+    raft_index: int | None = None
+    db_size: int | None = None
+    error: str = ""
+
+
+@dataclass
+class VipMember:
+    host: str
+    holds_vip: bool | None  # None: unknown (unreachable)
+    state: str  # MASTER, BACKUP, FAULT, STOPPED, UNREACHABLE (pacemaker: Started/Stopped)
+    detail: str = ""
+
+
+@dataclass
+class Backend:
+    lb: str
+    server: str
+    state: str  # UP, DOWN, MAINT, ... as the load balancer reports it
+    detail: str = ""
+
+
+@dataclass
+class Apiserver:
+    host: str
+    ready: bool
+    detail: str = ""
+
+
+@dataclass
+class Node:
+    name: str
+    ready: bool
+    roles: str = ""
+
+
+@dataclass
+class CoreDNSPod:
+    name: str
+    node: str
+    phase: str
+    ready: bool
+    reason: str = ""
+
+
+@dataclass
+class Status:
+    cluster: str
+    endpoint: str
+    endpoint_ready: bool
+    etcd: list[EtcdMemberStatus] = field(default_factory=list)
+    vip: str = ""
+    vip_members: list[VipMember] = field(default_factory=list)
+    backends: list[Backend] = field(default_factory=list)
+    apiservers: list[Apiserver] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
+    coredns: list[CoreDNSPod] = field(default_factory=list)
+    coredns_desired: int | None = None
+    alerts: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    @property
+    def etcd_healthy(self) -> int:
+        return sum(m.healthy for m in self.etcd)
+
+    @property
+    def tolerates(self) -> int:
+        """How many more server failures etcd survives from here."""
+        n = len(self.etcd)
+        return max(0, self.etcd_healthy - (n // 2 + 1)) if n else 0
+
+    @property
+    def vip_holders(self) -> list[str]:
+        return [m.host for m in self.vip_members if m.holds_vip]
+
+    @property
+    def verdict(self) -> str:
+        etcd = f"etcd {self.etcd_healthy}/{len(self.etcd)} healthy, tolerates {self.tolerates} more failure" + \
+            ("" if self.tolerates == 1 else "s")
+        if self.healthy:
+            return f"healthy: {etcd}"
+        return f"degraded: {'; '.join(self.problems)}" + ("" if any(p.startswith("etcd") for p in self.problems)
+                                                         else f"; {etcd}")
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.update(healthy=self.healthy, verdict=self.verdict, vipHolders=self.vip_holders,
+                 etcdHealthy=self.etcd_healthy, toleratedFailures=self.tolerates)
+        return d
+
+
+# ---- facts ----------------------------------------------------------------------------------
+
+
+async def _etcd(topo: Topology, client: httpx.AsyncClient) -> list[EtcdMemberStatus]:
+    async def one(s: str) -> EtcdMemberStatus:
+        ep = f"https://{topo.address(s)}:2379"
+        m = EtcdMemberStatus(s, ep, False)
+        try:
+            r = await client.post(f"{ep}/v3/maintenance/status", json={})
+            r.raise_for_status()
+            st = r.json()
+            m.member_id = format(int(st["header"]["member_id"]), "x")
+            m.leader = st.get("leader") == st["header"]["member_id"]
+            m.raft_term = int(st.get("raftTerm", st["header"].get("raft_term", 0)))
+            m.raft_index = int(st.get("raftIndex", 0))
+            m.db_size = int(st.get("dbSize", 0))
+            h = await client.get(f"{ep}/health")
+            m.healthy = h.status_code == 200 and h.json().get("health") == "true"
+            if not m.healthy:
+                m.error = h.json().get("reason", "unhealthy") if h.status_code == 200 else f"HTTP {h.status_code}"
+            if "leader" not in st or st.get("leader") in (None, "0", 0):
+                m.healthy, m.error = False, "no leader"
+        except (httpx.HTTPError, ValueError, KeyError) as e:
+            m.error = _short(e)
+        return m
+
+    return list(await asyncio.gather(*(one(s) for s in topo.servers)))
+
+
+async def _apiservers(topo: Topology, client: httpx.AsyncClient) -> list[Apiserver]:
+    async def one(s: str) -> Apiserver:
+        try:
+            r = await client.get(f"https://{topo.address(s)}:{topo.apiserver_port}/readyz")
+            return Apiserver(s, r.status_code == 200, "" if r.status_code == 200 else f"HTTP {r.status_code}")
+        except httpx.HTTPError as e:
+            return Apiserver(s, False, _short(e))
+
+    return list(await asyncio.gather(*(one(s) for s in topo.servers)))
+
+
+async def _through_endpoint(topo: Topology, client: httpx.AsyncClient, st: Status) -> None:
+    base = topo.api_url
+    try:
+        r = await client.get(f"{base}/readyz")
+        st.endpoint_ready = r.status_code == 200
+        if not st.endpoint_ready:
+            return
+        nodes, deploy, pods = await asyncio.gather(
+            client.get(f"{base}/api/v1/nodes"),
+            client.get(f"{base}/apis/apps/v1/namespaces/kube-system/deployments/coredns"),
+            client.get(f"{base}/api/v1/namespaces/kube-system/pods", params={"labelSelector": "k8s-app=kube-dns"}))
+    except httpx.HTTPError:
+        st.endpoint_ready = False
+        return
+    if nodes.status_code == 200:
+        for n in nodes.json()["items"]:
+            cond = {c["type"]: c["status"] for c in n["status"].get("conditions", [])}
+            roles = ",".join(sorted(k.split("/", 1)[1] for k in n["metadata"].get("labels", {})
+                                    if k.startswith("node-role.kubernetes.io/")))
+            st.nodes.append(Node(n["metadata"]["name"], cond.get("Ready") == "True", roles))
+    if deploy.status_code == 200:
+        st.coredns_desired = deploy.json()["spec"].get("replicas")
+    if pods.status_code == 200:
+        for p in pods.json()["items"]:
+            statuses = p["status"].get("containerStatuses", [])
+            waiting = [c["state"]["waiting"].get("reason", "") for c in statuses if "waiting" in c.get("state", {})]
+            st.coredns.append(CoreDNSPod(p["metadata"]["name"], p["spec"].get("nodeName", ""),
+                                         p["status"].get("phase", ""),
+                                         bool(statuses) and all(c.get("ready") for c in statuses),
+                                         ", ".join(w for w in waiting if w)))
+
+
+async def _ssh_views(topo: Topology, conns: dict[str, Connector], provider: str, lb: str) -> tuple[list[VipMember], list[Backend]]:
+    vip = topo.endpoint_host
+
+    async def vip_member(h: str) -> VipMember:
+        c = conns.get(h)
+        if c is None:
+            return VipMember(h, None, "UNREACHABLE")
+        if provider == "pacemaker":
+            cmd = (f"ip -o -4 addr show to {vip}/32; echo '--'; crm_mon -1 2>/dev/null | grep -E 'hakube|quorum' || true")
+        else:
+            cmd = (f"ip -o -4 addr show to {vip}/32; echo '--'; systemctl is-active keepalived; "
+                   f"{paths.LIBEXEC}/check-apiserver >/dev/null 2>&1 && echo check-ok || echo check-failed")
+        r = await c.run(cmd, check=False, timeout=5)
+        if r.exit_status == 255:
+            return VipMember(h, None, "UNREACHABLE", r.stderr.strip()[:100])
+        addr, _, rest = r.stdout.partition("--")
+        holds = bool(addr.strip())
+        words = rest.split()
+        if provider == "pacemaker":
+            return VipMember(h, holds, "Started" if holds else "Standby", " ".join(words)[:120])
+        active = words[0] if words else "unknown"
+        if active != "active":
+            return VipMember(h, holds, "STOPPED", f"keepalived {active}")
+        if holds:
+            return VipMember(h, True, "MASTER")
+        return VipMember(h, False, "FAULT" if "check-failed" in words else "BACKUP",
+                         "track script failing" if "check-failed" in words else "")
+
+    async def lb_view(h: str) -> list[Backend]:
+        c = conns.get(h)
+        if c is None:
+            return [Backend(h, "-", "UNREACHABLE")]
+        if lb != "haproxy":
+            return [Backend(h, "*", "PASSIVE", "nginx open source has no active checks")]
+        r = await c.run("echo 'show stat' | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock", check=False, timeout=5)
+        if not r.ok:
+            return [Backend(h, "-", "UNREACHABLE" if r.exit_status == 255 else "NO-STATS", r.stderr.strip()[:100])]
+        out = []
+        header = []
+        for line in r.stdout.splitlines():
+            if line.startswith("# "):
+                header = line[2:].split(",")
+                continue
+            row = dict(zip(header, line.split(",")))
+            if row.get("pxname") == "kube-apiserver" and row.get("svname") not in ("FRONTEND", "BACKEND") \
+                    and not row.get("svname", "").endswith("-fallback"):
+                out.append(Backend(h, row["svname"], row.get("status", "?"), row.get("check_status", "")))
+        return out
+
+    members = await asyncio.gather(*(vip_member(h) for h in topo.vip_hosts))
+    backends = await asyncio.gather(*(lb_view(h) for h in topo.lb_hosts))
+    return list(members), [b for bs in backends for b in bs]
+
+
+async def _alerts(topo: Topology, st: Status) -> None:
+    mon = [h.name for h in topo.hosts if "prometheus" in h.components]
+    async with httpx.AsyncClient(timeout=2) as c:
+        for h in mon:
+            try:
+                r = await c.get(f"http://{topo.address(h)}:9090/api/v1/alerts")
+                st.alerts = [a for a in r.json()["data"]["alerts"] if a.get("state") == "firing"]
+                return
+            except (httpx.HTTPError, ValueError, KeyError):
+                continue
+    st.notes.append("monitoring is on but no Prometheus answered")
+
+
+async def _connect(loaded: Loaded, hosts: list[str]) -> dict[str, Connector]:
+    from ..engine.deploy import ssh_targets
+
+    targets = {t.name: t for t in ssh_targets(loaded)}
+
+    async def one(h: str):
+        try:
+            return await asyncio.wait_for(SSHConnector.open(targets[h], None), 3)
+        except Exception:
+            return None
+
+    conns = await asyncio.gather(*(one(h) for h in hosts))
+    return {h: c for h, c in zip(hosts, conns) if c is not None}
+
+
+async def gather(loaded: Loaded) -> Status:
+    """Read every health fact in parallel and judge them."""
+    t0 = time.monotonic()
+    topo = derive(loaded.cluster)
+    sdir = state.cluster_dir(topo.name, create=False)
+    spec = loaded.cluster.spec
+    st = Status(topo.name, topo.api_url, False, vip=topo.endpoint_host)
+    if not (sdir / "pki" / "admin.crt").exists():
+        st.problems.append(f"no certificates in {sdir}: the cluster was not deployed from this machine (hakube up)")
+        return st
+    ssh_hosts = sorted(set(topo.vip_hosts) | set(topo.lb_hosts))
+    async with api_client(sdir) as api, etcd_client(sdir) as etcdc:
+        etcd_task = _etcd(topo, etcdc) if "etcd" in topo.host(topo.servers[0]).components else _none()
+        conns_task = _connect(loaded, ssh_hosts)
+        etcd, apis, conns, _ = await asyncio.gather(etcd_task, _apiservers(topo, api), conns_task,
+                                                    _through_endpoint(topo, api, st))
+    st.etcd, st.apiservers = etcd or [], apis
+    try:
+        st.vip_members, st.backends = await _ssh_views(topo, conns, spec.control_plane.vip.provider,
+                                                       spec.control_plane.load_balancer.provider)
+    finally:
+        await asyncio.gather(*(c.close() for c in conns.values()), return_exceptions=True)
+    if spec.addons.monitoring.enabled:
+        await _alerts(topo, st)
+    _judge(topo, loaded, st)
+    st.seconds = round(time.monotonic() - t0, 2)
+    return st
+
+
+async def _none():
+    return []
+
+
+def _judge(topo: Topology, loaded: Loaded, st: Status) -> None:
+    p = st.problems
+    if st.etcd:
+        bad = [m.name for m in st.etcd if not m.healthy]
+        leaders = {m.member_id for m in st.etcd if m.leader}
+        if st.etcd_healthy < len(st.etcd) // 2 + 1:
+            p.append(f"etcd has no quorum: {st.etcd_healthy}/{len(st.etcd)} healthy (needs {len(st.etcd) // 2 + 1})")
+        elif bad:
+            p.append(f"etcd {st.etcd_healthy}/{len(st.etcd)} healthy ({', '.join(bad)} down), tolerates "
+                     f"{st.tolerates} more failure" + ("" if st.tolerates == 1 else "s"))
+        if st.etcd_healthy and not leaders:
+            p.append("etcd has no leader")
+    down = [a.host for a in st.apiservers if not a.ready]
+    if down:
+        p.append(f"apiserver not ready on {', '.join(down)}")
+    if not st.endpoint_ready:
+        p.append(f"the API does not answer through {st.endpoint}")
+    if topo.vip_hosts:
+        holders = st.vip_holders
+        if len(holders) == 0:
+            p.append(f"no host holds the VIP {st.vip}")
+        elif len(holders) > 1:
+            p.append(f"the VIP {st.vip} is held by {len(holders)} hosts ({', '.join(holders)}): split brain")
+        unreachable = [m.host for m in st.vip_members if m.state == "UNREACHABLE"]
+        faulty = [m.host for m in st.vip_members if m.state in ("FAULT", "STOPPED")]
+        if unreachable:
+            p.append(f"unreachable: {', '.join(unreachable)}")
+        if faulty:
+            p.append(f"cannot take over the VIP: {', '.join(faulty)}")
+    down_backends = sorted({f"{b.server} (seen by {b.lb})" for b in st.backends
+                            if b.state not in ("UP", "PASSIVE") and not b.state.startswith("UP ")})
+    if down_backends:
+        p.append(f"load-balancer backends down: {', '.join(down_backends)}")
+    not_ready = [n.name for n in st.nodes if not n.ready]
+    if not_ready:
+        p.append(f"nodes not Ready: {', '.join(not_ready)}")
+    if st.coredns_desired is not None:
+        nodes = {c.node for c in st.coredns if c.node}
+        if len(nodes) < len([c for c in st.coredns if c.node]):
+            p.append("CoreDNS replicas share a node")
+        blocked = [c for c in st.coredns if not c.ready]
+        if blocked:
+            reasons = sorted({c.reason or c.phase for c in blocked})
+            st.notes.append(f"CoreDNS: {len(st.coredns) - len(blocked)}/{len(st.coredns)} ready "
+                            f"({', '.join(reasons)}); in the offline lab its image cannot be pulled")
+    for a in st.alerts:
+        p.append(f"alert {a['labels'].get('alertname')} firing")
+
+
+def _short(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    return text.splitlines()[0][:120]
