@@ -20,7 +20,6 @@ import secrets
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from hakube.lab import binaries, image, labstate, lifecycle, machines
 

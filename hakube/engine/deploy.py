@@ -318,6 +318,9 @@ async def phase_etcd(d: Deploy) -> None:
             healthy = [s for s in with_data if views[s].healthy]
         for s in d.topo.server_join_order:  # one at a time: concurrent joins can lose quorum
             source = next((x for x in healthy if x != s), None) or (healthy[0] if healthy else None)
+            if source and not d.dry_run:
+                # fresh: the membership changed with every join before this one
+                views[source] = await facts.etcd_view(d.conns[source], data_dir)
             members = views[source].members if source else ()
             await _converge_member(d, report, s, views[s], members if source else None, source)
             if not d.dry_run:
@@ -591,6 +594,8 @@ async def phase_kubeconfig(d: Deploy) -> None:
             d.ui.info("local", f"{path} up to date")
 
 
+from .nodes import phase_addons, phase_nodes  # noqa: E402  (the later steps live in their own module)
+
 # The pipeline: an ordered list that reads like the runbook it replaces.
 PIPELINE = [
     phase_facts,          # every host reachable, systemd, a known architecture
@@ -601,7 +606,8 @@ PIPELINE = [
     phase_control_plane,  # one server at a time, each gated on /readyz
     phase_front_door,     # load balancers, then the VIP; gated on the VIP answering
     phase_kubeconfig,     # points at the front door, verified with TLS on
-    # agents and add-ons slot in here (containerd, kubelet, kube-proxy, CoreDNS, monitoring)
+    phase_nodes,          # containerd, pod network, kubelet, kube-proxy; agents in parallel; gated on Ready
+    phase_addons,         # hakube's RBAC, HA CoreDNS, monitoring RBAC, dashboard, ingress, MetalLB
 ]
 
 

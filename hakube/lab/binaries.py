@@ -97,6 +97,10 @@ def ensure(version: str = KUBERNETES_VERSION, progress: Progress | None = None) 
     """
     progress = progress or Progress()
     if found := cached(version):
+        if found.sandbox_image != sandbox_image(version):
+            with cache.locked(found.root.parent / f".{version}.lock"):
+                _retag_pause(found)
+            progress.note(f"renamed the pause image to {sandbox_image(version)}")
         progress.note(f"Kubernetes {version} binaries cached in {found.root}")
         return found
     final = location(version)
@@ -221,11 +225,40 @@ def _pause_image(tree: Path, scratch: Path, dest: Path) -> dict:
     run(["gcc", "-Os", "-Wall", "-Werror", "-static", f"-DVERSION=v{tag}-hakube",
          "-o", binary, src])
     run(["strip", binary])
-    ref = f"{PAUSE_REGISTRY}:{tag}"
+    ref = sandbox_image(version_of(tree))
     digest = oci.write_archive(
         oci.Image(ref=ref, entrypoint=["/pause"],
                   files=[oci.File("pause", binary.read_bytes())]), dest)
     return {"ref": ref, "archive": dest.name, "digest": digest, "source": "build/pause/linux/pause.c"}
+
+
+def version_of(tree: Path) -> str:
+    return tree.name.split("-", 1)[1] if "-" in tree.name else KUBERNETES_VERSION
+
+
+def sandbox_image(version: str) -> str:
+    """The pause image name containerd is configured with for this Kubernetes version: one
+    function (components.containerd.pause_image) names it for the lab and for the deploy."""
+    from hakube.components.containerd import pause_image
+
+    major, minor = version.lstrip("v").split(".")[:2]
+    return pause_image((int(major), int(minor)))
+
+
+def _retag_pause(k: Kubernetes) -> None:
+    """Upgrade a cache made when the pause image carried the Makefile's tag: the same
+    program, written again under the name containerd expects. Seconds, not a rebuild."""
+    want = sandbox_image(k.version)
+    manifest = k.manifest
+    pause = manifest["images"]["pause"]
+    archive = k.images_dir / pause["archive"]
+    binary = oci.read_file(archive, "pause")
+    tmp = archive.with_name(archive.name + ".tmp")
+    digest = oci.write_archive(oci.Image(ref=want, entrypoint=["/pause"], files=[oci.File("pause", binary)]), tmp)
+    tmp.replace(archive)
+    pause.update(ref=want, digest=digest)
+    manifest["sandboxImage"] = want
+    cache.write_json(k.images_dir / MANIFEST, manifest)
 
 
 def _busybox_image(scratch: Path, dest: Path) -> dict:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NoReturn
 
+from .errors import LabError
 from .proc import run
 
 MIRROR = "http://deb.debian.org/debian"
@@ -61,8 +63,6 @@ def upstream_version(debian_version: str) -> str:
     return v.rsplit("-", 1)[0] if "-" in v else v
 
 
-def raise_missing(package: str):
-    from .errors import LabError
-
+def raise_missing(package: str) -> NoReturn:
     raise LabError(f"Debian package {package} not found in {MIRROR} {SUITE}; "
                    "check the host's apt sources")

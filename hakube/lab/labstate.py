@@ -9,7 +9,6 @@ still leaves a record that `lab down` can act on.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import shutil
 from pathlib import Path
@@ -177,6 +176,3 @@ def new(name: str, index: int, image: str, kubernetes: str, servers: int, agents
                bridge=plan.bridge(index), nft_table=plan.nft_table(name), vip_first=first,
                vip_last=last, image=image, kubernetes=kubernetes, machines=machines)
 
-
-def json_summary(lab: Lab) -> str:
-    return json.dumps(json.loads(lab.model_dump_json()), indent=2)

@@ -67,16 +67,14 @@ def _first_boot_files(lab: Lab, m: Machine) -> bytes:
                       f"::1\tlocalhost ip6-localhost ip6-loopback\n{hosts}", 0o644),
     }
     buf = io.BytesIO()
+    now = time.time()
+    # Files only: their folders exist in the image (setup.sh makes /root/.ssh 0700), and a
+    # folder entry here would overwrite the image's folder metadata.
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for d in ("etc", "etc/ssh", "root", "root/.ssh"):
-            info = tarfile.TarInfo(d)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o700 if d.startswith("root") else 0o755
-            tar.addfile(info)
         for path, (text, mode) in files.items():
             data = text.encode()
             info = tarfile.TarInfo(path)
-            info.size, info.mode = len(data), mode
+            info.size, info.mode, info.mtime = len(data), mode, now
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 

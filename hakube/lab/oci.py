@@ -129,3 +129,22 @@ def write_archive(image: Image, dest: Path) -> str:
 
     dest.write_bytes(_tar_bytes(add))
     return _digest(manifest)
+
+
+def read_file(archive: Path, name: str) -> bytes:
+    """The content of file `name` in the (single) layer of an archive written above."""
+    import gzip
+    import io
+
+    with tarfile.open(archive) as outer:
+        index = json.load(outer.extractfile("index.json"))  # type: ignore[arg-type]
+        manifest_digest = index["manifests"][0]["digest"].split(":", 1)[1]
+        manifest = json.load(outer.extractfile(f"blobs/sha256/{manifest_digest}"))  # type: ignore[arg-type]
+        for layer in manifest["layers"]:
+            blob = outer.extractfile(f"blobs/sha256/{layer['digest'].split(':', 1)[1]}").read()  # type: ignore[union-attr]
+            data = gzip.decompress(blob) if layer["mediaType"].endswith("gzip") else blob
+            with tarfile.open(fileobj=io.BytesIO(data)) as inner:
+                for member in inner.getmembers():
+                    if member.name.lstrip("./") == name:
+                        return inner.extractfile(member).read()  # type: ignore[union-attr]
+    raise KeyError(f"{name} is not in {archive}")

@@ -14,9 +14,10 @@ def tls_context(pki: Path, ca: str, cert: str) -> ssl.SSLContext:
     return ctx
 
 
-def api_client(state_dir: Path, timeout: float = 3.0) -> httpx.AsyncClient:
+def api_client(state_dir: Path, timeout: float = 3.0, keepalive: bool = True) -> httpx.AsyncClient:
     """The Kubernetes API as admin; TLS verified against the cluster CA."""
-    return httpx.AsyncClient(verify=tls_context(state_dir / "pki", "ca", "admin"), timeout=timeout)
+    limits = httpx.Limits() if keepalive else httpx.Limits(max_keepalive_connections=0)
+    return httpx.AsyncClient(verify=tls_context(state_dir / "pki", "ca", "admin"), timeout=timeout, limits=limits)
 
 
 def etcd_client(state_dir: Path, timeout: float = 3.0) -> httpx.AsyncClient:

@@ -174,10 +174,15 @@ async def _apiservers(topo: Topology, client: httpx.AsyncClient) -> list[Apiserv
 async def _through_endpoint(topo: Topology, client: httpx.AsyncClient, st: Status) -> None:
     base = topo.api_url
     try:
-        r = await client.get(f"{base}/readyz")
+        # "answers" and "ready" are different facts: during an etcd election the API
+        # answers through the VIP while /readyz says not ready.
+        r = await client.get(f"{base}/version")
         st.endpoint_ready = r.status_code == 200
         if not st.endpoint_ready:
             return
+        ready = await client.get(f"{base}/readyz")
+        if ready.status_code != 200:
+            st.problems.append(f"the API answers through {base} but is not ready (HTTP {ready.status_code})")
         nodes, deploy, pods = await asyncio.gather(
             client.get(f"{base}/api/v1/nodes"),
             client.get(f"{base}/apis/apps/v1/namespaces/kube-system/deployments/coredns"),
@@ -348,7 +353,11 @@ def _judge(topo: Topology, loaded: Loaded, st: Status) -> None:
         if faulty:
             p.append(f"cannot take over the VIP: {', '.join(faulty)}")
     down_backends = sorted({f"{b.server} (seen by {b.lb})" for b in st.backends
-                            if b.state not in ("UP", "PASSIVE") and not b.state.startswith("UP ")})
+                            if b.state not in ("UP", "PASSIVE", "UNREACHABLE") and not b.state.startswith("UP ")})
+    lb_unreachable = sorted({b.lb for b in st.backends if b.state == "UNREACHABLE"} - set(
+        m.host for m in st.vip_members if m.state == "UNREACHABLE"))
+    if lb_unreachable:
+        p.append(f"load balancer unreachable: {', '.join(lb_unreachable)}")
     if down_backends:
         p.append(f"load-balancer backends down: {', '.join(down_backends)}")
     not_ready = [n.name for n in st.nodes if not n.ready]

@@ -250,13 +250,16 @@ def test_faults_from_the_cli_report_what_they_did(lab):
 # ---- side by side, and down -------------------------------------------------------------------
 
 
-def _host_objects(lab) -> dict[str, list[str]]:
-    """Everything of `lab` visible on this host, by kind (empty lists after a clean down)."""
-    ids = []
-    for m in lab.machines:
-        info = machines.inspect(m.container)
-        if info:
-            ids.append(info["Id"])
+def _container_ids(lab) -> list[str]:
+    return [info["Id"] for m in lab.machines if (info := machines.inspect(m.container))]
+
+
+def _host_objects(lab, ids: list[str]) -> dict[str, list[str]]:
+    """Everything of `lab` visible on this host, by kind (empty lists after a clean down).
+
+    `ids` are the lab's container ids, taken while the containers existed: their
+    processes and storage folders are looked for by id too.
+    """
     ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     addrs = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
@@ -277,7 +280,12 @@ def _host_objects(lab) -> dict[str, list[str]]:
                              for w in line.split() if "/" in w and w[0].isdigit())],
         "netns": [m.netns for m in lab.machines if Path(f"/run/netns/{m.netns}").exists()],
         "nft": [lab.nft_table] if f"bridge {lab.nft_table}" in tables else [],
-        "files": [str(p) for p in [lab.dir] if p.exists()],
+        "files": [str(p) for p in [
+            lab.dir,
+            *(Path("/var/lib/containers/storage/volumes", v) for m in lab.machines
+              for v in m.volumes.values()),
+            *(Path("/var/lib/containers/storage/overlay-containers", i) for i in ids),
+        ] if p.exists()],
     }
 
 
@@ -294,11 +302,12 @@ def test_two_labs_side_by_side_and_down_leaves_nothing_behind(lab, another_lab):
     # leave the small lab in awkward states: down must cope with all of them
     faults.pause(small, "agent-1")
     faults.isolate(small, "server-1")
-    present = _host_objects(small)
+    ids = _container_ids(small)
+    present = _host_objects(small, ids)
     assert [k for k, v in present.items() if not v] == []  # the check below looks for real things
     res = lab_cli("down", "--name", small.name)
     assert "removed" in res.stdout
-    left = _host_objects(small)
+    left = _host_objects(small, ids)
     assert left == {k: [] for k in left}, left
     again = lab_cli("down", "--name", small.name)
     assert "nothing to do" in again.stdout

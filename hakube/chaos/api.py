@@ -1,0 +1,32 @@
+"""Run a scenario N times and summarise: the library entry point behind `hakube chaos`.
+
+Example:
+    >>> trials = asyncio.run(run_scenario(load("cluster.yaml"), "crash-vip-holder", trials=3))
+    >>> summarize(trials)["write_downtime_s"]["p50"]
+    1.6
+"""
+
+from __future__ import annotations
+
+from ..errors import HakubeError
+from ..spec import Loaded
+from .faults import driver_for
+from .runner import Run, TrialResult
+from .scenarios import SCENARIOS
+
+
+async def run_scenario(loaded: Loaded, name: str, trials: int = 1, lab: str | None = None,
+                       on_event=None, on_trial=None) -> list[TrialResult]:
+    if name not in SCENARIOS:
+        raise HakubeError(f"no scenario named {name!r}; choose one of: {', '.join(SCENARIOS)}")
+    fn, _ = SCENARIOS[name]
+    results = []
+    for i in range(1, trials + 1):
+        driver = driver_for(loaded, lab)
+        result = await Run(loaded, driver, name, i).execute(fn, on_event)
+        results.append(result)
+        if on_trial:
+            on_trial(result)
+        if not result.ok:
+            break  # a failed trial may leave the cluster unfit for the next one
+    return results
