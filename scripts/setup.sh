@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   # real validators for rendered configuration (tests/unit/test_validators.py)
   haproxy keepalived nginx libnginx-mod-stream prometheus prometheus-alertmanager
+  prometheus-blackbox-exporter
   corosync
   # the lab: machines are podman containers with systemd, built from debootstrap
   podman runc debootstrap iproute2 iptables openssh-client

@@ -68,6 +68,7 @@ class Prober:
         self.run = run
         self.rate = rate
         self.timeout = write_timeout
+        self.grace = write_timeout + 5  # how long stop() lets requests finish before cutting them off
         self.sem = asyncio.Semaphore(max_in_flight)
         self.history = History(run, time.monotonic())
         self._stop = asyncio.Event()
@@ -88,6 +89,8 @@ class Prober:
 
     async def _write(self, n: int) -> None:
         async with self.sem:
+            if self._stop.is_set():
+                return  # queued behind hung requests until after the stop: never sent
             self.attempted.add(n)
             start = self.now()
             body = {"apiVersion": "v1", "kind": "ConfigMap",
@@ -102,10 +105,16 @@ class Prober:
                 outcome, detail = "failed", type(e).__name__
             except httpx.HTTPError as e:
                 outcome, detail = "indeterminate", type(e).__name__
+            except asyncio.CancelledError:
+                # cut off by stop(): it may have been sent, so it may have been applied
+                self.history.ops.append(Op("write", n, start, self.now(), "indeterminate", "cancelled"))
+                raise
             self.history.ops.append(Op("write", n, start, self.now(), outcome, detail))
 
     async def _read(self, n: int) -> None:
         async with self.sem:
+            if self._stop.is_set():
+                return
             start = self.now()
             try:
                 # a quorum read (no resourceVersion): it needs etcd, as a real client's read does
@@ -131,12 +140,21 @@ class Prober:
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
 
     async def stop(self) -> None:
+        """Stop probing and make the history final: the read-back must not race a write
+        that is still on its way (it would look acknowledged-but-absent: a false "lost")."""
         self._stop.set()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=self.timeout + 5)
+        pending = list(self._tasks)
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=self.grace)
+            for t in still:
+                t.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
 
     async def read_back(self) -> dict:
-        """List every probe object of this run (paginated) and compare with the history."""
+        """List every probe object of this run (paginated) and compare with the history.
+        Call after stop(): the history is then final."""
+        assert not any(not t.done() for t in self._tasks), "read_back() before stop() finished"
+        writes = list(self.history.of("write"))
         present: set[int] = set()
         cont = None
         while True:
@@ -152,7 +170,6 @@ class Prober:
             cont = body["metadata"].get("continue")
             if not cont:
                 break
-        writes = self.history.of("write")
         acked = {o.n for o in writes if o.outcome == "ok"}
         failed = {o.n for o in writes if o.outcome == "failed"}
         indeterminate = {o.n for o in writes if o.outcome == "indeterminate"}
@@ -175,6 +192,8 @@ class Prober:
 def _classify(r: httpx.Response) -> tuple[str, str]:
     if r.status_code == 201:
         return "ok", ""
-    if 400 <= r.status_code < 500 and r.status_code not in (408, 429):
+    # 4xx: refused before anything was stored (429 included: throttled, not processed);
+    # 408 is a timeout, which like a 5xx says nothing about whether etcd committed it.
+    if 400 <= r.status_code < 500 and r.status_code != 408:
         return "failed", f"HTTP {r.status_code}"
     return "indeterminate", f"HTTP {r.status_code}"

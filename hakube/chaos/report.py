@@ -57,7 +57,7 @@ def timeline_svg(t: TrialResult, width: int = 1100) -> str:
         parts.append(f'<text x="8" y="{y + 4}">{label}</text>')
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y}" y2="{y}" stroke="#dee2e6"/>')
     # one tick per attempt, at the moment it was made, coloured by what became of it
-    for kind, start, _stop, outcome in sorted(ops, key=lambda o: o[3] == "ok"):
+    for kind, start, _stop, outcome, *_ in sorted(ops, key=lambda o: o[3] == "ok"):
         y = rows["writes" if kind == "write" else "reads"]
         parts.append(f'<rect x="{x(start) - 1:.1f}" y="{y - 9}" width="2.2" height="18" '
                      f'fill="{COLORS.get(outcome, "#999")}"/>')

@@ -25,7 +25,7 @@ from .monitor import Monitor
 from .probes import Prober
 
 # One knob for slow machines (STYLE.md 9): every "within N s" is multiplied by it.
-TIMEOUT_FACTOR = float(os.environ.get("HAKUBE_TIMEOUT_FACTOR", "1"))
+TIMEOUT_FACTOR = float(os.environ.get("HAKUBE_TIMEOUT_SCALE", "1"))
 
 
 class ScenarioFailed(HakubeError):
@@ -62,7 +62,9 @@ class TrialResult:
     write_outages: list[tuple[float, float]] = field(default_factory=list)
     status_during_fault: str = ""
     healthy_during_fault: bool | None = None
-    ops: list[tuple[str, float, float, str]] = field(default_factory=list)  # kind, start, end, outcome
+    ops: list[tuple[str, float, float, str, int]] = field(default_factory=list)  # kind, start, end, outcome, n
+    lost_writes: list[int] = field(default_factory=list)  # numbers of acknowledged writes found absent
+    phantom_writes: list[int] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
 
     def as_dict(self, with_ops: bool = False) -> dict:
@@ -179,22 +181,33 @@ class Run:
         self.healthy_during_fault = st.healthy
         self.event("status", st.verdict)
 
+    async def expect_degraded(self, because: str) -> None:
+        """`hakube status`, read while the fault lasts, must not call the cluster healthy."""
+        await self.snapshot_status()
+        if self.healthy_during_fault:
+            raise ScenarioFailed(f"{self.scenario}: status said healthy while {because}")
+
     async def observe(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
-    async def wait_healthy(self, within: float = 240) -> None:
-        """The whole cluster healthy again, as `hakube status` judges it."""
+    async def wait_healthy(self, within: float = 240, readings: int = 3) -> None:
+        """The whole cluster healthy again, as `hakube status` judges it, `readings` times
+        in a row: one healthy reading right after a reboot can be followed by a node that
+        flaps while its kubelet settles. Recovery is timed at the first of the run."""
         deadline = time.monotonic() + within * TIMEOUT_FACTOR
-        last = ""
+        last, streak, first_ok = "", 0, None
         while time.monotonic() < deadline:
             st = await gather(self.loaded)
             if st.healthy:
-                t = self.now()
-                if self.fault_at is not None:
-                    self.marks["recovered"] = t - self.fault_at
-                self.event("recovered", st.verdict, t)
-                return
-            last = st.verdict
+                streak += 1
+                first_ok = first_ok if first_ok is not None else self.now()
+                if streak >= readings:
+                    if self.fault_at is not None:
+                        self.marks["recovered"] = first_ok - self.fault_at
+                    self.event("recovered", st.verdict, first_ok)
+                    return
+            else:
+                streak, first_ok, last = 0, None, st.verdict
             await asyncio.sleep(1)
         raise ScenarioFailed(f"{self.scenario}: the cluster was not healthy {within * TIMEOUT_FACTOR:.0f} s after "
                              f"the faults were undone; last status: {last}")
@@ -218,6 +231,10 @@ class Run:
         async with api_client(self.sdir, timeout=2.0, keepalive=False) as api, etcd_client(self.sdir) as etcd:
             self.etcd = etcd
             before = await gather(self.loaded)
+            waited = time.monotonic()
+            while not before.healthy and time.monotonic() - waited < 90 * TIMEOUT_FACTOR:
+                await asyncio.sleep(2)  # e.g. a node still settling after the previous trial
+                before = await gather(self.loaded)
             if not before.healthy:
                 raise ScenarioFailed(f"{self.scenario} starts from a healthy cluster, and this one is not: "
                                      f"{before.verdict}")
@@ -232,7 +249,7 @@ class Run:
                 await asyncio.sleep(2.0)  # a baseline before anything breaks
                 await body(self)
                 await asyncio.sleep(2.0)  # and after it has healed
-            except Exception as e:  # keep the evidence, report after cleanup
+            except BaseException as e:  # Ctrl-C too: keep the evidence, undo the faults, then report
                 error = e
             finally:
                 await self.prober.stop()
@@ -243,6 +260,8 @@ class Run:
             end = self.now()
             if error is not None:
                 await _undo_all(self)
+                if not isinstance(error, Exception):
+                    raise error  # interrupted: the cluster is whole again, stop here
             counts = await _read_back(self.prober)
             await self.prober.cleanup()
         h = self.prober.history
@@ -262,7 +281,8 @@ class Run:
             fault_at_s=round(start, 3), events=self.events,
             write_outages=[(round(a, 3), round(b, 3)) for a, b in h.outages("write", 0.0, end)],
             status_during_fault=self.status_during_fault, healthy_during_fault=self.healthy_during_fault,
-            ops=[(o.kind, round(o.start, 3), round(o.end, 3), o.outcome) for o in h.ops], checks=self.checks)
+            ops=[(o.kind, round(o.start, 3), round(o.end, 3), o.outcome, o.n) for o in h.ops], checks=self.checks,
+            lost_writes=counts["lost"], phantom_writes=counts["phantom"])
 
 
 def _r(x: float | None) -> float | None:

@@ -28,9 +28,11 @@ from .progress import Progress
 
 REPOSITORY = "localhost/hakube-node"
 VARIANT = "minbase"
-# podman import settings: systemd is PID 1 and stops cleanly on SIGRTMIN+3.
-IMPORT_CHANGES = ['CMD ["/sbin/init"]', "STOPSIGNAL SIGRTMIN+3"]
-RECIPE_FILES = ("packages-base.txt", "packages.txt", "setup.sh")
+# podman import settings: hakube-init (node/init.sh) gives the machine its own cgroups, then
+# execs systemd as PID 1, which stops cleanly on SIGRTMIN+3.
+INIT = "/usr/local/sbin/hakube-init"
+IMPORT_CHANGES = [f'CMD ["{INIT}"]', "STOPSIGNAL SIGRTMIN+3"]
+RECIPE_FILES = ("packages-base.txt", "packages.txt", "setup.sh", "init.sh")
 
 
 def _recipe_dir():

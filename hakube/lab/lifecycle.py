@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -47,6 +48,33 @@ def check_host() -> None:
     if network.ip_forward() != "0":
         raise LabError("net.ipv4.ip_forward is 1 on this host; the lab requires 0 so that "
                        "nothing can route lab traffic out; run `sysctl -w net.ipv4.ip_forward=0`")
+    for change in raise_inotify_limits():
+        print(f"lab: {change} (lab machines need it)", file=sys.stderr)
+
+
+# Every lab machine's processes are this host's root user, and inotify instances and
+# watches are limited per user across the whole host: systemd, containerd and the kubelet
+# of a few dozen machines exhaust the defaults (128 instances), and the kubelet then fails
+# with "too many open files" and its node never turns Ready. kind documents the same fix.
+INOTIFY_MINIMUMS = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 524288}
+
+
+def raise_inotify_limits() -> list[str]:
+    """Raise (never lower) the host's inotify limits to what many lab machines need."""
+    changed = []
+    for key, minimum in INOTIFY_MINIMUMS.items():
+        path = f"/proc/sys/{key}"
+        try:
+            with open(path) as fh:
+                current = int(fh.read())
+            if current < minimum:
+                with open(path, "w") as fh:
+                    fh.write(str(minimum))
+                changed.append(f"raised {key.replace('/', '.')} from {current} to {minimum}")
+        except OSError as e:
+            raise LabError(f"cannot read or raise {path} ({e.strerror}); lab machines need at least "
+                           f"{minimum}: run `sysctl -w {key.replace('/', '.')}={minimum}`") from None
+    return changed
 
 
 def prepare(progress: Progress | None = None) -> tuple[str, binaries.Kubernetes]:
@@ -70,7 +98,7 @@ def up(name: str = plan.DEFAULT_NAME, servers: int = 3, agents: int = 2,
     check_host()
     node_image, k8s = prepare(progress)
 
-    changes: list[str] = []
+    changes: list[str] = raise_inotify_limits()  # (check_host raised them; say so once)
     with cache.locked(labstate.labs_root() / ".lock"):
         lab = labstate.load(name)
         if lab is None:

@@ -94,6 +94,10 @@ def ensure_created(lab: Lab, m: Machine) -> list[str]:
         "podman", "create", "--name", m.container, "--hostname", m.name,
         "--label", f"hakube.lab={lab.name}", "--label", f"hakube.machine={m.name}",
         "--runtime", "runc", "--privileged", "--systemd=always",
+        # its own cgroup namespace: every hierarchy's root is the machine's own cgroup, so
+        # the paths the kubelet and runc derive from /proc/self/cgroup exist in the
+        # machine's /sys/fs/cgroup (node/init.sh finishes this at every boot)
+        "--cgroupns=private",
         "--network", f"ns:{network.NETNS_DIR / m.netns}",
         # the lab writes /etc/hosts itself, and there is no DNS server on the lab network
         "--no-hosts", "--dns", "none",

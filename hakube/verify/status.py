@@ -77,6 +77,7 @@ class CoreDNSPod:
     phase: str
     ready: bool
     reason: str = ""
+    image: str = ""
 
 
 @dataclass
@@ -205,7 +206,8 @@ async def _through_endpoint(topo: Topology, client: httpx.AsyncClient, st: Statu
             st.coredns.append(CoreDNSPod(p["metadata"]["name"], p["spec"].get("nodeName", ""),
                                          p["status"].get("phase", ""),
                                          bool(statuses) and all(c.get("ready") for c in statuses),
-                                         ", ".join(w for w in waiting if w)))
+                                         ", ".join(w for w in waiting if w),
+                                         ", ".join(sorted({c.get("image", "") for c in p["spec"]["containers"]}))))
 
 
 async def _ssh_views(topo: Topology, conns: dict[str, Connector], provider: str, lb: str) -> tuple[list[VipMember], list[Backend]]:
@@ -323,6 +325,9 @@ async def _none():
     return []
 
 
+PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "RegistryUnavailable"}
+
+
 def _judge(topo: Topology, loaded: Loaded, st: Status) -> None:
     p = st.problems
     if st.etcd:
@@ -368,10 +373,20 @@ def _judge(topo: Topology, loaded: Loaded, st: Status) -> None:
         if len(nodes) < len([c for c in st.coredns if c.node]):
             p.append("CoreDNS replicas share a node")
         blocked = [c for c in st.coredns if not c.ready]
-        if blocked:
-            reasons = sorted({c.reason or c.phase for c in blocked})
-            st.notes.append(f"CoreDNS: {len(st.coredns) - len(blocked)}/{len(st.coredns)} ready "
-                            f"({', '.join(reasons)}); in the offline lab its image cannot be pulled")
+        # The kubelet's reasons for a container that waits on its image (ErrImageNeverPull:
+        # pull policy Never and the image is not on the node).
+        no_image = [c for c in blocked if set(c.reason.split(", ")) & PULL_FAILURES]
+        if no_image:
+            images = sorted({c.image for c in no_image if c.image}) or ["its image"]
+            nodes = sorted({c.node for c in no_image if c.node})
+            reasons = sorted({r for c in no_image for r in c.reason.split(", ") if r in PULL_FAILURES})
+            st.notes.append(f"CoreDNS pods cannot start: their image {', '.join(images)} cannot be pulled "
+                            f"({', '.join(reasons)} on {', '.join(nodes)}); cluster DNS is not served "
+                            f"until the nodes can pull it or have it loaded")
+        others = [c for c in blocked if c not in no_image]
+        if others:
+            reasons = sorted({c.reason or c.phase for c in others})
+            st.notes.append(f"CoreDNS: {len(others)} of {len(st.coredns)} pods not ready ({', '.join(reasons)})")
     for a in st.alerts:
         p.append(f"alert {a['labels'].get('alertname')} firing")
 

@@ -71,7 +71,7 @@ def test_haproxy_accepts_rendered_config(host, pki_root, tmp_path) -> None:
 
 def test_haproxy_rejects_a_broken_config(pki_root, tmp_path) -> None:
     """The check can fail: a typo in the rendered text is caught."""
-    text = files_of("ha3", "server-1")[haproxy.CONFIG].content.replace("balance leastconn", "balance leastcon")
+    text = files_of("ha3", "server-1")[haproxy.CONFIG].content.replace("balance roundrobin", "balance roundrobn")
     assert haproxy_check(text, pki_root, tmp_path).returncode != 0
 
 
@@ -107,20 +107,21 @@ def test_keepalived_members_and_track_script() -> None:
         text = conf.content
         assert f"{t.endpoint_host}/24 dev eth0" in text
         assert "state BACKUP" in text and "nopreempt" in text
-        assert f"auth_pass {SECRETS.vrrp_password}" in text
+        assert "vrrp_version 3" in text and "check_unicast_src" in text  # default 0.5 s adverts
         peers = text.split("unicast_peer {")[1].split("}")[0].split()
         assert sorted(peers) == sorted(t.address(o) for o in t.servers if o != s)
         seen_priorities.add(int(text.split("priority ")[1].split()[0]))
         script = files[keepalived.CHECK_SCRIPT].content
-        assert f"https://127.0.0.1:{t.endpoint_port}/livez?exclude=etcd" in script  # through the load balancer
+        assert "http://127.0.0.1:8404/healthz" in script  # HAProxy's own monitor URI
         assert f"https://127.0.0.1:{t.apiserver_port}/livez?exclude=etcd" in script  # the local apiserver
     assert len(seen_priorities) == 3
 
 
-def test_subsecond_advertisements_use_vrrp3_without_password() -> None:
+def test_whole_second_advertisements_use_vrrp2_with_password() -> None:
     t = topology("ha3")
     cfg = keepalived.config_for(t, t.host("server-1"), "pw")
-    fast = type(cfg)(**{**cfg.__dict__, "advert_interval": 0.5})
-    assert cfg.vrrp_version == 2 and fast.vrrp_version == 3
-    text = keepalived.render(fast)[0].content
-    assert "vrrp_version 3" in text and "auth_pass" not in text
+    slow = type(cfg)(**{**cfg.__dict__, "advert_interval": 1.0})
+    assert cfg.vrrp_version == 3 and slow.vrrp_version == 2
+    text = keepalived.render(slow)[0].content
+    assert "vrrp_version 2" in text and "auth_pass pw" in text
+    assert "auth_pass" not in keepalived.render(cfg)[0].content  # VRRPv3 has no authentication

@@ -16,6 +16,7 @@ from ...topology import HostPlan, Topology
 
 CONFIG = "/etc/haproxy/haproxy.cfg"
 METRICS_PORT = 8405  # HAProxy's built-in Prometheus exporter (monitoring scrapes it)
+HEALTH_PORT = 8404  # on 127.0.0.1: "is this HAProxy alive?", asked by keepalived's track script
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ def config_for(topo: Topology, host: HostPlan) -> HAProxyConfig:
 
 
 def render(cfg: HAProxyConfig) -> list[File]:
-    return [File(CONFIG, template(__file__, "haproxy.cfg.j2", c=cfg, paths=paths, metrics_port=METRICS_PORT))]
+    return [File(CONFIG, template(__file__, "haproxy.cfg.j2", c=cfg, paths=paths, metrics_port=METRICS_PORT,
+                                      health_port=HEALTH_PORT))]
 
 
 def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:

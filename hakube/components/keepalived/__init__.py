@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ... import paths
+from .. import haproxy
 from ..base import File, RenderContext, template
 from ...topology import HostPlan, Topology
 
@@ -21,10 +22,11 @@ CHECK_SCRIPT = f"{paths.LIBEXEC}/check-apiserver"
 
 @dataclass(frozen=True)
 class Check:
-    """One HTTPS probe the track script makes; all must pass."""
+    """One probe the track script makes; all must pass."""
 
     what: str
-    url: str
+    kind: str  # "http" (plain, localhost), "https" (client certificate, CA verified), "tcp"
+    target: str  # URL, or host:port for tcp
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,14 @@ def config_for(topo: Topology, host: HostPlan, password: str) -> KeepalivedConfi
     placement = spec.control_plane.load_balancer.placement
     checks = []
     if host.name in topo.lb_hosts and placement != "agents-local":
-        checks.append(Check("the local load balancer reaches an apiserver",
-                            f"https://127.0.0.1:{topo.endpoint_port}/livez?exclude=etcd"))
+        if spec.control_plane.load_balancer.provider == "haproxy":
+            checks.append(Check("HAProxy on this host runs (its own monitor URI)", "http",
+                                f"http://127.0.0.1:{haproxy.HEALTH_PORT}/healthz"))
+        else:
+            checks.append(Check("nginx on this host accepts connections", "tcp",
+                                f"127.0.0.1:{topo.endpoint_port}"))
     if "server" in host.roles:
-        checks.append(Check("the local apiserver is alive",
+        checks.append(Check("the local apiserver is alive", "https",
                             f"https://127.0.0.1:{topo.apiserver_port}/livez?exclude=etcd"))
     return KeepalivedConfig(
         host=host.name,

@@ -75,6 +75,18 @@ Storage=persistent
 ReadKMsg=no
 CONF
 
+# inotify instances are limited per user on the whole host (fs.inotify.max_user_instances,
+# 128 by default), and every lab machine's processes are this host's root: each instance a
+# machine spends is one fewer for containerd and the kubelet, which fail without one
+# ("failed to create fsnotify watcher: too many open files"). Units a lab machine does
+# not need, each an instance or more: the password-agent path units (nobody types a
+# password on a lab machine) and logind, which starts a `systemd --user` manager for every
+# SSH login (sshd's pam_systemd is optional: logins work without it).
+systemctl mask systemd-ask-password-console.path systemd-ask-password-wall.path systemd-logind.service
+
+# The machine's first process: its own cgroups, then systemd (see init.sh).
+install -m 0755 "$recipe/init.sh" /usr/local/sbin/hakube-init
+
 rm -f /usr/sbin/policy-rc.d
 apt-get clean
 rm -rf /var/lib/apt/lists/* /tmp/enabled-* /tmp/disable

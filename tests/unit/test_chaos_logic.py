@@ -1,0 +1,98 @@
+"""Chaos arithmetic from fixed histories: outages, classification, percentiles, timeline."""
+
+from __future__ import annotations
+
+import httpx
+
+from hakube.chaos.probes import History, Op, _classify
+from hakube.chaos.report import percentile, summarize, timeline_svg
+from hakube.chaos.runner import Event, TrialResult
+
+
+def history(points: list[tuple[float, str]]) -> History:
+    h = History("t", 0.0)
+    h.ops = [Op("write", i, t - 0.05, t, outcome) for i, (t, outcome) in enumerate(points)]
+    return h
+
+
+def test_longest_gap_counts_only_successes() -> None:
+    h = history([(1.0, "ok"), (1.1, "ok"), (2.0, "failed"), (3.0, "indeterminate"), (4.6, "ok"), (5.0, "ok")])
+    assert round(h.longest_gap("write", 0.0, 5.0), 2) == 3.5
+    assert [(round(a, 2), round(b, 2)) for a, b in h.outages("write", 0.0, 5.0, min_gap=0.9)] == [(0.0, 1.0), (1.1, 4.6)]
+
+
+def test_no_success_at_all_is_the_whole_window() -> None:
+    assert history([(1.0, "failed")]).longest_gap("write", 0.0, 7.0) == 7.0
+
+
+def test_classification_of_write_answers() -> None:
+    req = httpx.Request("POST", "https://x")
+    assert _classify(httpx.Response(201, request=req)) == ("ok", "")
+    assert _classify(httpx.Response(409, request=req))[0] == "failed"  # rejected: not applied
+    assert _classify(httpx.Response(500, request=req))[0] == "indeterminate"  # etcd may commit later
+    assert _classify(httpx.Response(504, request=req))[0] == "indeterminate"
+    assert _classify(httpx.Response(429, request=req))[0] == "failed"  # throttled, not processed
+    assert _classify(httpx.Response(408, request=req))[0] == "indeterminate"
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    v = [float(i) for i in range(1, 11)]
+    assert (percentile(v, 50), percentile(v, 95), percentile(v, 100)) == (5.0, 10.0, 10.0)
+    assert percentile([3.0], 95) == 3.0
+
+
+def trial(n: int, downtime: float, lost: int = 0) -> TrialResult:
+    return TrialResult(scenario="crash-vip-holder", trial=n, ok=lost == 0, verdict="x", lost=lost, phantom=0,
+                       indeterminate=1, failed_but_present=0, acknowledged=100, attempted=120,
+                       write_downtime_s=downtime, read_downtime_s=downtime, vip_moved_s=3.0, leader_elected_s=1.0,
+                       backend_down_s=2.0, recovered_s=20.0, fault_at_s=3.0,
+                       events=[Event(3.0, "fault", "crash server-1"), Event(6.0, "vip-moved", "VIP on server-2")],
+                       write_outages=[(3.0, 3.0 + downtime)],
+                       ops=[("write", 1.0, 1.1, "ok", 1), ("write", 3.5, 5.5, "indeterminate", 2),
+                            ("read", 4.0, 4.1, "failed", 2)])
+
+
+def test_summary_gives_the_distribution_and_the_verdict() -> None:
+    s = summarize([trial(1, 2.0), trial(2, 3.0), trial(3, 4.0)])
+    assert s["write_downtime_s"] == {"p50": 3.0, "p95": 4.0, "max": 4.0}
+    assert s["verdict"] == "passed" and s["lost"] == 0
+    assert summarize([trial(1, 2.0, lost=1)])["verdict"] == "FAILED"
+
+
+def test_timeline_marks_every_event_and_outcome() -> None:
+    svg = timeline_svg(trial(1, 3.0))
+    assert svg.startswith("<svg") and 'id="timeline"' in svg
+    assert "fault (3.00s)" in svg and "vip-moved (6.00s)" in svg
+    assert "#2e9d48" in svg and "#f0a020" in svg and "#d6453d" in svg  # ok, indeterminate, failed
+    assert "no successful write for 3.00 s" in svg
+
+
+def test_stop_makes_the_history_final_before_read_back() -> None:
+    """A write queued behind hung requests is never sent after stop(), and one cut off
+    mid-flight is recorded as indeterminate, so read-back cannot see a false "lost"."""
+    import asyncio
+
+    from hakube.chaos.probes import Prober
+
+    async def scenario():
+        # a real peer that accepts connections and never answers, as a frozen machine does
+        async def silent(reader, writer):
+            await asyncio.sleep(60)
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        async with server, httpx.AsyncClient() as client:
+            p = Prober(url, client, "t", rate=50, write_timeout=60, max_in_flight=2)
+            p.grace = 0.2  # stop() waits only a moment before cutting requests off
+            task = asyncio.create_task(p.run_until_stopped())
+            await asyncio.sleep(0.3)
+            await p.stop()
+            task.cancel()
+            server.close()
+        return p
+
+    p = asyncio.run(scenario())
+    writes = p.history.of("write")
+    assert writes and all(o.outcome == "indeterminate" and o.detail == "cancelled" for o in writes)
+    assert {o.n for o in writes} == p.attempted, "only writes that were sent count as attempted"
+    assert len(p.attempted) <= 2, "queued writes were never sent"
