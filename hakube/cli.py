@@ -81,6 +81,7 @@ def init(
     lab: bool = typer.Option(False, "--lab", help="Fill in the local lab's addresses, key and binaries "
                                                  "(the lab must exist: `hakube lab up` writes the same file)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    name: str = typer.Option("hakube", "--name", help="With --lab: which lab."),
 ) -> None:
     """Write a commented example cluster.yaml to start from.
 
@@ -90,7 +91,7 @@ def init(
         raise HakubeError(f"{output} already exists; pass --force to overwrite it or -o to pick another path")
     if lab:
         from .lab import spec_text  # the lab knows its own addresses, key and binaries
-        text = spec_text(output_name=output.name)
+        text = spec_text(output_name=output.name, name=name)
     else:
         text = example(file=output.name)
     output.write_text(text)

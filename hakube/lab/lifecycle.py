@@ -242,6 +242,9 @@ def leftovers_of(lab: Lab) -> list[str]:
             left.append(f"link {m.veth}")
         if network.netns_exists(m.netns):
             left.append(f"netns {m.netns}")
+        leaf = f"hakube-{machines.machine_id(lab, m)}"
+        if any(machines.CGROUP_ROOT.glob(f"*/{leaf}")) or (machines.CGROUP_ROOT / leaf).exists():
+            left.append(f"cgroup {leaf}")
     if network.link(lab.bridge) is not None:
         left.append(f"bridge {lab.bridge}")
     if netfilter.exists(lab.nft_table):

@@ -12,11 +12,11 @@ crashed machine's is down (network.cable).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
 import time
-import uuid
 from pathlib import Path
 
 from . import keys, network
@@ -58,7 +58,7 @@ def _first_boot_files(lab: Lab, m: Machine) -> bytes:
     host_key = lab.host_key(m.name)
     hosts = "".join(f"{x.address}\t{x.name}\n" for x in lab.machines)
     files = {
-        "etc/machine-id": (uuid.uuid4().hex + "\n", 0o444),
+        "etc/machine-id": (machine_id(lab, m) + "\n", 0o444),
         "etc/ssh/ssh_host_ed25519_key": (host_key.read_text(), 0o600),
         "etc/ssh/ssh_host_ed25519_key.pub": (
             host_key.with_name(host_key.name + ".pub").read_text(), 0o644),
@@ -138,8 +138,33 @@ def wait_state(m: Machine, wanted: set[str], timeout: float = 60) -> str:
         time.sleep(0.1)
 
 
+def machine_id(lab: Lab, m: Machine) -> str:
+    """The machine's /etc/machine-id: derived from the lab's and the machine's names, so
+    that `remove` can find what the machine left in the host's cgroup tree (node/init.sh
+    names its cgroups hakube-<machine-id>), and unique while those names are."""
+    return hashlib.sha256(f"hakube-lab/{lab.name}/{m.name}".encode()).hexdigest()[:32]
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def remove_cgroups(lab: Lab, m: Machine) -> list[str]:
+    """Remove the machine's own cgroups (hakube-<machine-id>) from every hierarchy, deepest
+    first. rmdir only succeeds on an empty cgroup, so nothing running can be touched."""
+    leaf = f"hakube-{machine_id(lab, m)}"
+    removed = 0
+    for top in sorted(CGROUP_ROOT.glob(f"*/{leaf}")) + sorted(CGROUP_ROOT.glob(leaf)):
+        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [top]:
+            try:
+                d.rmdir()
+                removed += 1
+            except OSError:
+                pass
+    return [f"removed the cgroups of {m.name} ({leaf}, {removed} folders)"] if removed else []
+
+
 def remove(lab: Lab, m: Machine) -> list[str]:
-    """Remove the container and its volumes (by their exact names)."""
+    """Remove the container, its volumes and its cgroups (by their exact names)."""
     changes = []
     info = inspect(m.container)
     if info is not None:
@@ -152,7 +177,7 @@ def remove(lab: Lab, m: Machine) -> list[str]:
         if _volume_exists(vol):
             run(["podman", "volume", "rm", "--force", vol])
             changes.append(f"removed volume {vol}")
-    return changes
+    return changes + remove_cgroups(lab, m)
 
 
 def memory(m: Machine) -> dict[str, int] | None:

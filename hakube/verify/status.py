@@ -194,8 +194,10 @@ async def _through_endpoint(topo: Topology, client: httpx.AsyncClient, st: Statu
     if nodes.status_code == 200:
         for n in nodes.json()["items"]:
             cond = {c["type"]: c["status"] for c in n["status"].get("conditions", [])}
-            roles = ",".join(sorted(k.split("/", 1)[1] for k in n["metadata"].get("labels", {})
-                                    if k.startswith("node-role.kubernetes.io/")))
+            labels = n["metadata"].get("labels", {})
+            # kubelets may not set node-role.kubernetes.io/* themselves; hakube labels its role
+            roles = ",".join(sorted({k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")}
+                                    | ({labels["hakube.dev/role"]} if "hakube.dev/role" in labels else set())))
             st.nodes.append(Node(n["metadata"]["name"], cond.get("Ready") == "True", roles))
     if deploy.status_code == 200:
         st.coredns_desired = deploy.json()["spec"].get("replicas")
