@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .. import paths
 from ..topology import Topology
 from ..transport import Connector
 

@@ -18,7 +18,7 @@ from hakube import paths
 from hakube.components import haproxy, keepalived
 from hakube.pki import CA
 
-from .conftest import SECRETS, rendered, topology
+from .conftest import rendered, topology
 
 pytestmark = pytest.mark.skipif(not shutil.which("haproxy") or not shutil.which("keepalived"),
                                 reason="haproxy/keepalived not installed: run scripts/setup.sh")
