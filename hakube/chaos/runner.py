@@ -266,8 +266,10 @@ class Run:
             await self.prober.cleanup()
         h = self.prober.history
         start = self.fault_at if self.fault_at is not None else 0.0
-        w_gap = h.longest_gap("write", 0.0, end)
-        r_gap = h.longest_gap("read", 0.0, end)
+        # outages are counted from the first probe on: before it, nothing was being asked
+        first = min((o.start for o in h.ops), default=0.0)
+        w_gap = h.longest_gap("write", first, end)
+        r_gap = h.longest_gap("read", first, end)
         ok = error is None and not counts["lost"] and not counts["phantom"] and not counts["failed_but_present"]
         verdict = ("passed" if ok else "FAILED") + (f": {error}" if error else "") + \
             f"; {len(counts['lost'])} lost, {len(counts['phantom'])} phantom, {counts['indeterminate']} indeterminate"
@@ -279,7 +281,7 @@ class Run:
             vip_moved_s=_r(self.marks["vip_moved"]), leader_elected_s=_r(self.marks["leader_elected"]),
             backend_down_s=_r(self.marks["backend_down"]), recovered_s=_r(self.marks["recovered"]),
             fault_at_s=round(start, 3), events=self.events,
-            write_outages=[(round(a, 3), round(b, 3)) for a, b in h.outages("write", 0.0, end)],
+            write_outages=[(round(a, 3), round(b, 3)) for a, b in h.outages("write", first, end)],
             status_during_fault=self.status_during_fault, healthy_during_fault=self.healthy_during_fault,
             ops=[(o.kind, round(o.start, 3), round(o.end, 3), o.outcome, o.n) for o in h.ops], checks=self.checks,
             lost_writes=counts["lost"], phantom_writes=counts["phantom"])
