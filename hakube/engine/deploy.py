@@ -645,7 +645,7 @@ async def phase_kubeconfig(d: Deploy) -> None:
             d.ui.info("local", f"{path} up to date")
 
 
-from .nodes import phase_addons, phase_nodes  # noqa: E402  (the later steps live in their own module)
+from .nodes import phase_addons, phase_monitoring, phase_nodes  # noqa: E402  (the later steps live in their own module)
 
 # The pipeline: an ordered list that reads like the runbook it replaces.
 PIPELINE = [
@@ -659,6 +659,7 @@ PIPELINE = [
     phase_kubeconfig,     # points at the front door, verified with TLS on
     phase_nodes,          # containerd, pod network, kubelet, kube-proxy; agents in parallel; gated on Ready
     phase_addons,         # hakube's RBAC, HA CoreDNS, monitoring RBAC, dashboard, ingress, MetalLB
+    phase_monitoring,     # node exporter, VIP presence, Prometheus + Alertmanager (when enabled)
 ]
 
 

@@ -189,3 +189,71 @@ async def phase_addons(d) -> None:
             if not r.ok:
                 raise HakubeError(f"{host}: applying {f.path} failed:\n{r.stderr.strip()}")
             d.ui.change(report, host, f"applied {Path(f.path).name} ({len(r.stdout.splitlines())} objects)")
+
+
+# ---- monitoring ---------------------------------------------------------------------------------
+
+# Each Debian-packaged service and the rendered files it reads (components/monitoring renders
+# them all; a change restarts only the service that reads the file).
+MONITORING = [
+    ("node-exporter", Service("prometheus-node-exporter", (), borrowed=("/etc/default/prometheus-node-exporter",))),
+    ("prometheus", Service("prometheus", (), (paths.MONITORING_CA_CRT, paths.MONITORING_ETCD_CA_CRT,
+                                               paths.MONITORING_CLIENT_CRT, paths.MONITORING_CLIENT_KEY,
+                                               paths.MONITORING_ETCD_CLIENT_CRT, paths.MONITORING_ETCD_CLIENT_KEY),
+                           borrowed=("/etc/default/prometheus", "/etc/prometheus/prometheus.yml",
+                                     "/etc/prometheus/rules/hakube-ha.rules.yml"))),
+    ("alertmanager", Service("prometheus-alertmanager", (), borrowed=("/etc/default/prometheus-alertmanager",
+                                                                      "/etc/prometheus/alertmanager.yml"))),
+    ("blackbox-exporter", Service("prometheus-blackbox-exporter", (), (paths.MONITORING_CA_CRT,),
+                                  borrowed=("/etc/default/prometheus-blackbox-exporter", "/etc/prometheus/blackbox.yml"))),
+]
+# The VIP-presence exporter: a timer; its script is read afresh at every run.
+VIP_PRESENCE = Service("hakube-vip-presence.timer", (),
+                       borrowed=("/etc/systemd/system/hakube-vip-presence.service",
+                                 "/etc/systemd/system/hakube-vip-presence.timer", f"{paths.LIBEXEC}/vip-presence"),
+                       ignore=(f"{paths.LIBEXEC}/vip-presence",))
+
+
+async def phase_monitoring(d) -> None:
+    """Node exporter everywhere, the VIP-presence timer where the VIP can live, and
+    Prometheus, Alertmanager and the blackbox exporter on the monitoring hosts (default: the
+    servers), all from Debian's packages; gated on every Prometheus answering."""
+    if not d.loaded.cluster.spec.addons.monitoring.enabled:
+        return
+    with d.ui.phase("monitoring") as report:
+        async def one(h: str) -> None:
+            host = d.host(h)
+            for component, svc in MONITORING:
+                if host.runs(component):
+                    await d.converge_service(report, h, svc)
+            if VIP_PRESENCE.borrowed[0] in d.rendered(h):
+                await d.converge_service(report, h, VIP_PRESENCE)
+
+        await asyncio.gather(*(one(h.name) for h in d.topo.hosts))
+        if not d.dry_run:
+            await _wait_prometheus(d)
+
+
+async def _wait_prometheus(d, timeout: float = 90.0) -> None:
+    import httpx
+
+    from .deploy import GateError
+
+    hosts = [h.name for h in d.topo.hosts if h.runs("prometheus")]
+    deadline = time.monotonic() + timeout
+    seen = {}
+    async with httpx.AsyncClient(timeout=3) as client:
+        while time.monotonic() < deadline:
+            for h in hosts:
+                try:
+                    r = await client.get(f"http://{d.topo.address(h)}:9090/-/ready")
+                    seen[h] = "ready" if r.status_code == 200 else f"HTTP {r.status_code}"
+                except httpx.HTTPError as e:
+                    seen[h] = type(e).__name__
+            if all(v == "ready" for v in seen.values()):
+                for h in hosts:
+                    d.ui.ok(h, "Prometheus ready")
+                return
+            await asyncio.sleep(2)
+    bad = next(h for h in hosts if seen.get(h) != "ready")
+    raise GateError(bad, "Prometheus ready on :9090", seen.get(bad, "no answer"), await d.journal(bad, "prometheus"))
