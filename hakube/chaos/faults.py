@@ -74,15 +74,9 @@ class SSHFaults:
         self.stopped: set[tuple[str, str]] = set()
 
     async def _run(self, host: str, command: str, timeout: float = 60) -> str:
-        from ..engine.deploy import ssh_targets
-        from ..transport import SSHConnector
+        from ..engine.deploy import run_once
 
-        target = next(t for t in ssh_targets(self.loaded) if t.name == host)
-        conn = await SSHConnector.open(target, None)
-        try:
-            return (await conn.run(command, timeout=timeout)).stdout
-        finally:
-            await conn.close()
+        return await run_once(self.loaded, host, command, timeout)
 
     async def apply(self, action: str, machine: str, other: str | None = None) -> str:
         if action == "stop-service":

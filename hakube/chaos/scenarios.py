@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import shlex
 
-from ..transport import SSHConnector
 from .runner import Run, ScenarioFailed
 
 SCENARIOS: dict[str, tuple] = {}
@@ -25,15 +24,10 @@ def scenario(name: str, summary: str):
 
 
 async def _service(run: Run, host: str, action: str, unit: str) -> None:
-    from ..engine.deploy import ssh_targets
+    from ..engine.deploy import run_once
 
-    target = next(t for t in ssh_targets(run.loaded) if t.name == host)
-    conn = await SSHConnector.open(target, None)
     t = run.now()
-    try:
-        await conn.run(f"systemctl {action} {shlex.quote(unit)}", timeout=60)
-    finally:
-        await conn.close()
+    await run_once(run.loaded, host, f"systemctl {action} {shlex.quote(unit)}")
     run.event("fault", f"{action} {unit} on {host}", t)
     if run.fault_at is None:
         run.fault_at = t

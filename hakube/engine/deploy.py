@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shlex
-import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,8 @@ from ..errors import HakubeError
 from ..pki import ClusterPKI
 from ..spec import Loaded
 from ..topology import HostPlan, Topology, derive
-from ..transport import CommandError, Connector, RunLog, SSHTarget, connect_all
+from ..transport import CommandError, Connector, RunLog, SSHConnector, SSHTarget, connect_all
+from ..verify.clients import tls_context
 from . import facts, services
 from .changes import Desired, FileChange, PhaseReport, apply_files, plan_files
 from .services import Service
@@ -604,10 +604,7 @@ async def wait_vip_single_holder(d: Deploy, timeout: float = VIP_TIMEOUT) -> str
 
 def admin_client(d_state: Path, timeout: float = 5.0) -> httpx.Client:
     """An HTTPS client with the cluster CA (verification ON) and the admin certificate."""
-    pki = d_state / "pki"
-    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-    return httpx.Client(verify=ctx, timeout=timeout)
+    return httpx.Client(verify=tls_context(d_state / "pki", "ca", "admin"), timeout=timeout)
 
 
 async def wait_endpoint_ready(d: Deploy, timeout: float = VIP_TIMEOUT) -> None:
@@ -677,6 +674,17 @@ def ssh_targets(loaded: Loaded) -> list[SSHTarget]:
         out.append(SSHTarget(name=h.name, address=str(h.address), user=(o.user if o and o.user else None) or s.ssh.user,
                              port=(o.port if o and o.port else None) or s.ssh.port, sudo=s.ssh.sudo, jump=jt, **common))
     return out
+
+
+async def run_once(loaded: Loaded, host: str, command: str, timeout: float = 60) -> str:
+    """Run one command on `host` over its own short-lived SSH connection (chaos faults and
+    scenarios that act outside a deploy). Raises CommandError on failure."""
+    target = next(t for t in ssh_targets(loaded) if t.name == host)
+    conn = await SSHConnector.open(target, None)
+    try:
+        return (await conn.run(command, timeout=timeout)).stdout
+    finally:
+        await conn.close()
 
 
 async def up(loaded: Loaded, dry_run: bool = False, ui: Reporter | None = None) -> Reporter:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import shutil
-import ssl
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from hakube.engine.deploy import up as deploy_up
 from hakube.engine.ui import Reporter
 from hakube.lab import labstate, lifecycle
 from hakube.spec import load
+from hakube.verify.clients import tls_context
 
 KEEP = os.environ.get("HAKUBE_KEEP_LAB") == "1"  # keep labs after tests, to look around
 
@@ -122,10 +122,7 @@ def etcd_cluster_id(lab, cluster: str, server: str) -> str:
 
 def https(cluster: str, url: str) -> httpx.Response:
     """GET with the cluster CA verified and the admin certificate."""
-    p = pki(cluster)
-    ctx = ssl.create_default_context(cafile=str(p / "ca.crt"))
-    ctx.load_cert_chain(str(p / "admin.crt"), str(p / "admin.key"))
-    with httpx.Client(verify=ctx, timeout=10) as c:
+    with httpx.Client(verify=tls_context(pki(cluster), "ca", "admin"), timeout=10) as c:
         return c.get(url)
 
 
