@@ -23,8 +23,14 @@ UPDATE = os.environ.get("HAKUBE_UPDATE_GOLDEN") == "1"
 SPECS = sorted(p.stem for p in (FIXTURES / "specs").glob("*.yaml"))
 
 
-def _tree(root: Path) -> dict[str, tuple[str, int]]:
-    return {str(p.relative_to(root)): (p.read_text(), p.stat().st_mode & 0o777)
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _modes(root: Path) -> dict[str, str]:
+    """Each written file's mode. Git keeps no modes, so the golden ones live in a manifest."""
+    return {str(p.relative_to(root)): oct(p.stat().st_mode & 0o777)
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
@@ -42,13 +48,16 @@ def test_plan_matches_fixture(spec: str) -> None:
 def test_rendered_tree_matches_fixture(spec: str, tmp_path: Path) -> None:
     rendered(spec).write(tmp_path)
     golden = FIXTURES / "rendered" / spec
+    modes_file = FIXTURES / "rendered" / f"{spec}.modes.json"
     if UPDATE or not golden.exists():
         shutil.rmtree(golden, ignore_errors=True)
         shutil.copytree(tmp_path, golden)
+        modes_file.write_text(json.dumps(_modes(tmp_path), indent=1, sort_keys=True) + "\n")
     got, want = _tree(tmp_path), _tree(golden)
     assert sorted(got) == sorted(want), "files added or removed"
     for path in got:
         assert got[path] == want[path], f"{path} differs from the golden file"
+    assert _modes(tmp_path) == json.loads(modes_file.read_text()), "file modes differ from the golden manifest"
 
 
 @pytest.mark.parametrize("spec", SPECS)
