@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 the spec or the cluster has a problem, 2 wrong usage.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import sys
@@ -18,7 +19,6 @@ from rich.table import Table
 
 from . import __version__, state
 from .errors import HakubeError
-from .render import CLUSTER_DIR, render
 from .spec import SpecError, load
 from .spec.example import example
 from .spec.problems import Problem
@@ -180,6 +180,8 @@ def render_cmd(
 
     Example: hakube render cluster.yaml -o out/ && haproxy -c -f out/server-1/etc/haproxy/haproxy.cfg
     """
+    from .render import CLUSTER_DIR, render
+
     topo = derive(_load(file).cluster)
     rendered = render(topo, state.secrets(topo.name))
     written = rendered.write(output)
@@ -307,6 +309,12 @@ def _scenario_help() -> str:
     return "; ".join(f"{n}: {summary}" for n, (_, summary) in SCENARIOS.items())
 
 
+
+class FaultMode(str, enum.Enum):
+    auto = "auto"
+    lab = "lab"
+    ssh = "ssh"
+
 @app.command()
 def chaos(
     file: Path = SpecFile,
@@ -315,6 +323,10 @@ def chaos(
     as_json: bool = JsonOpt,
     report: Optional[Path] = typer.Option(None, "--report", help="Write an HTML report with a timeline here."),
     lab: Optional[str] = typer.Option(None, "--lab", help="The lab the cluster runs on (default: found by name)."),
+    faults: FaultMode = typer.Option(FaultMode.auto, "--faults",
+                               help="How to break machines: lab (real crash, partition, pause), ssh (real hosts: "
+                                    "crash emulated by firewall + SIGKILL, stop, restart services, isolate, cut), "
+                                    "auto (the lab when one runs this cluster)."),
 ) -> None:
     """Prove failover: break the cluster while writing through the VIP, measure, verify.
 
@@ -347,7 +359,7 @@ def chaos(
 
     if not as_json:
         out.print(f"[bold]{scenario}[/bold] on {loaded.cluster.name}, {trials} trial(s)")
-    results = asyncio.run(run_scenario(loaded, scenario, trials, lab, on_event, on_trial))
+    results = asyncio.run(run_scenario(loaded, scenario, trials, lab, on_event, on_trial, faults.value))
     summary = summarize(results)
     if report:
         page = write_html(results, report)

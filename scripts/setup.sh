@@ -18,8 +18,8 @@ APT_PACKAGES=(
   nftables
   # offline Kubernetes binaries, built from Debian's source package
   golang-go rsync dpkg-dev gcc libc6-dev
-  # probes and checks from this host
-  etcd-client curl
+  # probes and checks from this host; ping runs keepalived's majority check in unit tests
+  etcd-client curl iputils-ping
   # the chaos report is checked in headless Chromium
   chromium
 )

@@ -16,13 +16,19 @@ from .scenarios import SCENARIOS
 
 
 async def run_scenario(loaded: Loaded, name: str, trials: int = 1, lab: str | None = None,
-                       on_event=None, on_trial=None) -> list[TrialResult]:
+                       on_event=None, on_trial=None, faults: str = "auto") -> list[TrialResult]:
+    """Run scenario `name` `trials` times (stopping at the first failed trial).
+
+    `faults` chooses how machines are broken: "lab" (the lab's real crash, partition and
+    pause), "ssh" (what SSH can do on real hosts; see faults.SSHFaults), or "auto": the lab
+    when one runs this cluster, else SSH.
+    """
     if name not in SCENARIOS:
         raise HakubeError(f"no scenario named {name!r}; choose one of: {', '.join(SCENARIOS)}")
     fn, _ = SCENARIOS[name]
     results = []
     for i in range(1, trials + 1):
-        driver = driver_for(loaded, lab)
+        driver = driver_for(loaded, lab, faults)
         result = await Run(loaded, driver, name, i).execute(fn, on_event)
         results.append(result)
         if on_trial:

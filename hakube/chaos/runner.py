@@ -20,16 +20,13 @@ from ..topology import derive
 from ..transport import SSHConnector
 from ..verify.clients import api_client, etcd_client
 from ..verify.status import gather
+from .errors import ScenarioFailed
 from .faults import FaultDriver
 from .monitor import Monitor
 from .probes import Prober
 
 # One knob for slow machines (STYLE.md 9): every "within N s" is multiplied by it.
 TIMEOUT_FACTOR = float(os.environ.get("HAKUBE_TIMEOUT_SCALE", "1"))
-
-
-class ScenarioFailed(HakubeError):
-    pass
 
 
 @dataclass

@@ -11,7 +11,12 @@ from __future__ import annotations
 import asyncio
 import shlex
 
-from .runner import Run, ScenarioFailed
+from typing import TYPE_CHECKING
+
+from .errors import ScenarioFailed
+
+if TYPE_CHECKING:
+    from .runner import Run
 
 SCENARIOS: dict[str, tuple] = {}
 

@@ -65,9 +65,11 @@ class FileChange:
         return f"{self.desired.path}: {self.reason}"
 
 
-async def plan_files(conn: Connector, desired: list[Desired], with_diff: bool = False) -> list[FileChange]:
-    """The files whose content, mode or owner differ from `desired` (plan only, no writes)."""
-    states = await file_states(conn, [d.path for d in desired])
+async def plan_files(conn: Connector, desired: list[Desired], with_diff: bool = False,
+                     remember: bool = False) -> list[FileChange]:
+    """The files whose content, mode or owner differ from `desired` (plan only: no file of
+    the cluster is written; `remember` lets the host keep big files' digests, see facts)."""
+    states = await file_states(conn, [d.path for d in desired], remember=remember)
     changes = []
     for d in desired:
         before = states.get(d.path)

@@ -92,7 +92,7 @@ class Deploy:
     async def converge_files(self, report: PhaseReport, host: str, desired: list[Desired]) -> list[FileChange]:
         """Plan the files of `host`, show the changes, and (unless dry run) write them."""
         conn = self.conns[host]
-        changes = await plan_files(conn, desired, with_diff=self.dry_run)
+        changes = await plan_files(conn, desired, with_diff=self.dry_run, remember=not self.dry_run)
         for c in changes:
             self.ui.change(report, host, f"{'would write' if self.dry_run else 'wrote'} {c}")
             if c.diff:

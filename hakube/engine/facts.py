@@ -22,14 +22,45 @@ class RemoteFile:
     group: str
 
 
-async def file_states(conn: Connector, file_paths: list[str]) -> dict[str, RemoteFile | None]:
-    """sha256, mode and owner of each path; None where there is no such file."""
+# Hashing the Kubernetes binaries (hundreds of MB per server) was most of a no-change
+# re-run. Files of a MiB or more therefore have their digest remembered on the host,
+# keyed by size, inode, mtime and ctime (nanoseconds), the quick check git's index uses:
+# any write or replacement changes the ctime, which no tool can set back.
+DIGEST_BOOK = f"{paths.STATE_DIR}/file-digests"
+_BIG = 1 << 20
+_FILE_STATES = r"""
+book=%(book)s
+for f in %(files)s; do
+  if [ ! -f "$f" ]; then printf '%%s|-\n' "$f"; continue; fi
+  set -- $(stat -c '%%a %%U %%G %%s' -- "$f")
+  sum=
+  if [ "$4" -ge %(big)d ]; then
+    key=$(stat -c '%%s/%%i/%%y/%%z' -- "$f" | tr ' ' _)
+    sum=$(awk -F '\t' -v f="$f" -v k="$key" '$1 == f && $2 == k { print $3; exit }' "$book" 2>/dev/null)
+  fi
+  if [ -z "$sum" ]; then
+    sum=$(sha256sum -- "$f" | cut -d' ' -f1)
+    if [ "$4" -ge %(big)d ] && [ %(remember)d = 1 ]; then
+      mkdir -p "${book%%/*}" && tmp=$(mktemp "$book.XXXXXX") &&
+      { awk -F '\t' -v f="$f" '$1 != f' "$book" 2>/dev/null; printf '%%s\t%%s\t%%s\n' "$f" "$key" "$sum"; } > "$tmp" &&
+      mv -f "$tmp" "$book"
+    fi
+  fi
+  printf '%%s|%%s %%s %%s|%%s\n' "$f" "$1" "$2" "$3" "$sum"
+done
+"""
+
+
+async def file_states(conn: Connector, file_paths: list[str], remember: bool = False) -> dict[str, RemoteFile | None]:
+    """sha256, mode and owner of each path; None where there is no such file.
+
+    `remember` records the digests of big files in the host's digest book (not on dry runs:
+    a dry run writes nothing anywhere).
+    """
     if not file_paths:
         return {}
-    quoted = " ".join(shlex.quote(p) for p in file_paths)
-    script = (f"for f in {quoted}; do if [ -f \"$f\" ]; then "
-              "printf '%s|%s|' \"$f\" \"$(stat -c '%a %U %G' -- \"$f\")\"; "
-              "sha256sum -- \"$f\" | cut -d' ' -f1; else printf '%s|-\\n' \"$f\"; fi; done")
+    script = _FILE_STATES % {"book": shlex.quote(DIGEST_BOOK), "big": _BIG, "remember": int(remember),
+                             "files": " ".join(shlex.quote(p) for p in file_paths)}
     r = await conn.run(script, what="reading file states", log_output=False)
     out: dict[str, RemoteFile | None] = {}
     for line in r.stdout.splitlines():

@@ -46,8 +46,9 @@ KUBE_SCHEDULER = Service(
     f"{paths.BIN}/kube-scheduler", borrowed=(paths.KUBECONFIG_SCHEDULER,), settle=3.0)
 HAPROXY = Service("haproxy", (haproxy,), (paths.CA_CRT, paths.LB_CHECK_PEM))
 NGINX = Service("nginx", (nginx,))
-# The track script is read afresh at every run: changing it needs no restart.
-KEEPALIVED = Service("keepalived", (keepalived,), ignore=(keepalived.CHECK_SCRIPT,))
+# The track scripts are read afresh at every run: changing them needs no restart.
+KEEPALIVED = Service("keepalived", (keepalived,), ignore=(keepalived.CHECK_SCRIPT, keepalived.MAJORITY_SCRIPT,
+                                                          keepalived.NOTIFY_SCRIPT))
 
 CONTROL_PLANE = (KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER)
 LOAD_BALANCERS = {"haproxy": HAPROXY, "nginx": NGINX}
@@ -58,7 +59,7 @@ PACKAGES = {
     "kube-apiserver": ["curl", "ca-certificates"],
     "haproxy": ["haproxy"],
     "nginx": ["nginx", "libnginx-mod-stream"],
-    "keepalived": ["keepalived", "curl"],
+    "keepalived": ["keepalived", "curl", "iputils-ping"],
     "corosync": ["corosync"],
     "pacemaker": ["pacemaker", "crmsh", "resource-agents"],
     "containerd": ["containerd", "runc", "containernetworking-plugins", "iptables", "conntrack"],
@@ -68,6 +69,15 @@ PACKAGES = {
     "alertmanager": ["prometheus-alertmanager"],
     "blackbox-exporter": ["prometheus-blackbox-exporter"],
 }
+
+# Every systemd unit hakube runs on a host, in the order a booting machine starts them.
+# The SSH fault driver (chaos on real hosts) stops and starts exactly these.
+CLUSTER_UNITS = (
+    "containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
+    "hakube-pod-routes", "haproxy", "nginx", "corosync", "pacemaker", "keepalived", "k3s", "k3s-agent",
+    "prometheus-node-exporter", "prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter",
+    "hakube-vip-presence.timer",
+)
 
 KUBERNETES_BINARIES = {
     "kube-apiserver": ["kube-apiserver", "kubectl"],

@@ -99,7 +99,20 @@ def ensure(progress: Progress | None = None) -> str:
             if shutil.which(tool) is None:
                 raise LabError(f"building the node image needs {tool}; run scripts/setup.sh")
         _build(ref, work, progress)
+        _remove_superseded(ref, progress)
     return ref
+
+
+def _remove_superseded(ref: str, progress: Progress) -> None:
+    """Delete node images of older recipes (about 1 GB each), by exact reference.
+
+    One still used by a lab's machines stays: podman refuses, and that lab keeps working.
+    """
+    listed = run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                  "--filter", f"reference={REPOSITORY}"], check=False).stdout.split()
+    for old in sorted(set(listed) - {ref}):
+        if old.startswith(f"{REPOSITORY}:") and run(["podman", "rmi", old], check=False).returncode == 0:
+            progress.note(f"removed the superseded node image {old}")
 
 
 def _build(ref: str, work: Path, progress: Progress) -> None:

@@ -172,6 +172,14 @@ class VIP(Model):
     check_interval: int = Field(1, ge=1, description="Track script interval, seconds.")
     check_fall: int = Field(2, ge=1)
     check_rise: int = Field(2, ge=1)
+    majority_check: bool = Field(
+        True, description="With 3 or more servers, a host competes for the VIP only while it reaches "
+        "a majority of the servers: a host cut off from its peers does not claim the VIP.",
+    )
+    garp_refresh: int = Field(
+        1, ge=0, description="Seconds between the holder's gratuitous ARP re-announcements (0: only on "
+        "takeover); they correct clients that a wrongly claimed VIP misled.",
+    )
 
 
 class LoadBalancer(Model):

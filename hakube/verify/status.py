@@ -222,8 +222,9 @@ async def _ssh_views(topo: Topology, conns: dict[str, Connector], provider: str,
         if provider == "pacemaker":
             cmd = (f"ip -o -4 addr show to {vip}/32; echo '--'; crm_mon -1 2>/dev/null | grep -E 'hakube|quorum' || true")
         else:
+            # keepalived's own state, recorded by its notify script (components/keepalived)
             cmd = (f"ip -o -4 addr show to {vip}/32; echo '--'; systemctl is-active keepalived; "
-                   f"{paths.LIBEXEC}/check-apiserver >/dev/null 2>&1 && echo check-ok || echo check-failed")
+                   f"cat {paths.VRRP_STATE} 2>/dev/null || echo UNKNOWN")
         r = await c.run(cmd, check=False, timeout=5)
         if r.exit_status == 255:
             return VipMember(h, None, "UNREACHABLE", r.stderr.strip()[:100])
@@ -235,10 +236,11 @@ async def _ssh_views(topo: Topology, conns: dict[str, Connector], provider: str,
         active = words[0] if words else "unknown"
         if active != "active":
             return VipMember(h, holds, "STOPPED", f"keepalived {active}")
-        if holds:
-            return VipMember(h, True, "MASTER")
-        return VipMember(h, False, "FAULT" if "check-failed" in words else "BACKUP",
-                         "track script failing" if "check-failed" in words else "")
+        state = words[1] if len(words) > 1 else "UNKNOWN"
+        detail = {"FAULT": "a track script is failing"}.get(state, "")
+        if holds and state != "MASTER":
+            detail = f"holds the VIP but keepalived says {state}"
+        return VipMember(h, holds, "MASTER" if holds and state == "UNKNOWN" else state, detail)
 
     async def lb_view(h: str) -> list[Backend]:
         c = conns.get(h)

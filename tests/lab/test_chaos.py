@@ -70,6 +70,32 @@ def test_scenario_loses_nothing_and_recovers(cluster, reports, scenario) -> None
         assert any("etcd members answered throughout" in c for c in trial.checks)
 
 
+# On real hosts chaos breaks machines over SSH (firewall, SIGKILL, systemctl); to that
+# driver lab machines are just hosts. The same promises hold.
+SSH_SCENARIOS = {"crash-vip-holder": "emulated over SSH", "partition-server": "with its firewall",
+                 "rolling-restart": "cluster units on"}
+
+
+@pytest.mark.parametrize("scenario", sorted(SSH_SCENARIOS))
+def test_scenario_over_ssh_as_on_real_hosts(cluster, reports, scenario) -> None:
+    lab, spec = cluster
+    loaded = load(spec)
+    (trial,) = asyncio.run(run_scenario(loaded, scenario, trials=1, faults="ssh"))
+    write_html([trial], reports / f"ssh-{scenario}")
+    assert trial.ok, trial.verdict
+    assert trial.lost == 0 and trial.phantom == 0 and trial.failed_but_present == 0
+    assert any(SSH_SCENARIOS[scenario] in e.detail for e in trial.events if e.kind == "fault"), \
+        "the fault went through the SSH driver"
+    if scenario != "rolling-restart":
+        assert trial.healthy_during_fault is False, f"status said healthy during {scenario}"
+    if scenario == "crash-vip-holder":
+        assert trial.vip_moved_s is not None and trial.write_downtime_s < 10
+    assert asyncio.run(gather(loaded)).healthy
+    for m in ("server-1", "server-2", "server-3"):
+        rules = labkit.ssh(lab, m, "iptables -S").stdout
+        assert "HAKUBE-CHAOS" not in rules, f"{m} kept hakube's firewall chain"
+
+
 def test_summary_over_trials_has_percentiles(cluster, reports) -> None:
     lab, spec = cluster
     trials = asyncio.run(run_scenario(load(spec), "crash-vip-holder", trials=2, lab=NAME))

@@ -18,6 +18,8 @@ from hakube import paths
 from hakube.components import haproxy, keepalived
 from hakube.pki import CA
 
+from hakube.topology import derive
+
 from .conftest import rendered, topology
 
 pytestmark = pytest.mark.skipif(not shutil.which("haproxy") or not shutil.which("keepalived"),
@@ -49,11 +51,12 @@ def haproxy_check(text: str, root: Path, tmp_path: Path) -> subprocess.Completed
 
 
 def keepalived_check(files: dict, root: Path, tmp_path: Path) -> subprocess.CompletedProcess:
-    script = files[keepalived.CHECK_SCRIPT]
-    dest = root / keepalived.CHECK_SCRIPT.lstrip("/")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(script.content)
-    os.chmod(dest, script.mode)
+    for path in (keepalived.CHECK_SCRIPT, keepalived.MAJORITY_SCRIPT, keepalived.NOTIFY_SCRIPT):
+        if path in files:  # keepalived refuses a config whose track scripts are missing
+            dest = root / path.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(files[path].content)
+            os.chmod(dest, files[path].mode)
     cfg = tmp_path / "keepalived.conf"
     cfg.write_text(materialize(files[keepalived.CONFIG].content, root))
     return subprocess.run(["keepalived", "--config-test", "-f", str(cfg)], capture_output=True, text=True)
@@ -125,3 +128,32 @@ def test_whole_second_advertisements_use_vrrp2_with_password() -> None:
     text = keepalived.render(slow)[0].content
     assert "vrrp_version 2" in text and "auth_pass pw" in text
     assert "auth_pass" not in keepalived.render(cfg)[0].content  # VRRPv3 has no authentication
+
+
+def test_majority_check_counts_answering_servers(tmp_path) -> None:
+    """The script's counting, run for real against loopback addresses (they answer ping)."""
+    from hakube.components.keepalived import KeepalivedConfig, render
+
+    def run(witnesses: tuple[str, ...], needed: int) -> int:
+        cfg = KeepalivedConfig("s1", "127.0.0.1", "lo", "127.0.0.9", 8, 1, 150, 0.5, (), "pw", (), 1, 2, 2,
+                               "c", 1, witnesses, needed)
+        script = next(f for f in render(cfg) if f.path == keepalived.MAJORITY_SCRIPT)
+        path = tmp_path / "check-majority"
+        path.write_text(script.content)
+        return subprocess.run(["sh", str(path)], capture_output=True).returncode
+
+    assert run(("127.0.0.2", "127.0.0.3"), 2) == 0
+    assert run(("127.0.0.2", "127.0.0.3"), 1) == 0
+    assert run(("127.0.0.2", "127.0.0.3"), 3) != 0, "two answers cannot make three"
+
+
+def test_majority_check_needs_three_servers() -> None:
+    from hakube.components.keepalived import config_for
+
+    topo = topology("ha3")
+    cfg = config_for(topo, topo.host("server-1"), "pw")
+    assert cfg.witnesses == ("192.168.56.12", "192.168.56.13") and cfg.witnesses_needed == 1
+    c = topo.cluster
+    hosts = [h for h in c.spec.hosts if h.name != "server-3"]
+    small = derive(c.model_copy(update={"spec": c.spec.model_copy(update={"hosts": hosts})}))
+    assert config_for(small, small.host("server-1"), "pw").witnesses == ()
