@@ -361,8 +361,12 @@ def _judge(topo: Topology, loaded: Loaded, st: Status) -> None:
             p.append(f"unreachable: {', '.join(unreachable)}")
         if faulty:
             p.append(f"cannot take over the VIP: {', '.join(faulty)}")
+    lb_silent = sorted({b.lb for b in st.backends if b.state == "NO-STATS"})
+    if lb_silent:
+        p.append(f"load balancer not answering: {', '.join(lb_silent)}")
     down_backends = sorted({f"{b.server} (seen by {b.lb})" for b in st.backends
-                            if b.state not in ("UP", "PASSIVE", "UNREACHABLE") and not b.state.startswith("UP ")})
+                            if b.state not in ("UP", "PASSIVE", "UNREACHABLE", "NO-STATS")
+                            and not b.state.startswith("UP ")})
     lb_unreachable = sorted({b.lb for b in st.backends if b.state == "UNREACHABLE"} - set(
         m.host for m in st.vip_members if m.state == "UNREACHABLE"))
     if lb_unreachable:
