@@ -121,7 +121,8 @@ class Monitor:
                 top = max(live, key=lambda r: int(r.get("raftTerm", 0)))
                 leader = self._names.get(format(int(top["leader"]), "x"), format(int(top["leader"]), "x"))
             self.leader.add(t, (leader, max(terms) if terms else 0))
-            self.members.add(t, len(live))
+            # members that answer at all: one between leaders (an election) still counts
+            self.members.add(t, len([r for r in res if r]))
         await self._every(sample)
 
     async def _backend_loop(self) -> None:
@@ -168,6 +169,11 @@ class Monitor:
             return bool(seen) and all(s == "DOWN" for s in seen)
         return self.backends.first(t, all_down)
 
-    def min_healthy_members(self, start: float, end: float) -> int | None:
-        vals = [s.value for s in self.members.samples if start <= s.t <= end]
-        return min(vals) if vals else None
+    def min_healthy_members(self, start: float, end: float, hold: float = 1.0) -> int | None:
+        """The fewest etcd members that answered between `start` and `end`, counting only
+        dips that lasted `hold` seconds: one slow answer from a loaded member is not a lost
+        quorum (its probe has a 0.8 s timeout), while a real loss lasts far longer."""
+        samples = [s for s in self.members.samples if start <= s.t <= end]
+        if not samples:
+            return None
+        return min(max(x.value for x in samples[i:] if x.t <= s.t + hold) for i, s in enumerate(samples))
