@@ -94,7 +94,7 @@ class SSHFaults:
 
         return await run_once(self.loaded, host, command, timeout)
 
-    def _fence(self, host: str, rules: list[str]) -> str:
+    def _fence(self, rules: list[str]) -> str:
         """Shell: (re)create the chain with `rules`, hooked first into INPUT, OUTPUT, FORWARD."""
         c = self.CHAIN
         lines = [f"iptables -w -N {c} 2>/dev/null || iptables -w -F {c}"]
@@ -119,7 +119,8 @@ class SSHFaults:
 
     async def _stop_units(self, host: str, kill: bool) -> list[str]:
         """Stop the active cluster units; with `kill`, SIGKILL first (no clean shutdown,
-        and the stop only cancels the restart systemd would schedule). Returns them."""
+        and the stop only cancels the restart systemd would schedule). Remembers them, in
+        boot order, for `start`, and returns them."""
         from ..engine.services import CLUSTER_UNITS
 
         units = " ".join(CLUSTER_UNITS)
@@ -132,40 +133,40 @@ class SSHFaults:
                                     f"active=\"$active $u\"; done; "
                                     f"if [ -n \"$active\" ]; then {kill_cmd}systemctl stop $active; fi; "
                                     f"{drop_vip}echo $active", timeout=120)
-        return out.split()
+        units_now = out.split()
+        stopped = set(units_now) | set(self.down.get(host, []))
+        self.down[host] = [u for u in CLUSTER_UNITS if u in stopped]
+        return units_now
 
     async def apply(self, action: str, machine: str, other: str | None = None) -> str:
         if action == "crash":
             # silence first: from the first instant no peer gets an answer or a reset
-            await self._run(machine, self._fence(machine, self._silence_rules(machine)))
+            await self._run(machine, self._fence(self._silence_rules(machine)))
             self.fenced.add(machine)
             units = await self._stop_units(machine, kill=True)
-            self.down[machine] = sorted(set(self.down.get(machine, [])) | set(units), key=_unit_order)
             return f"crashed {machine} (emulated over SSH): silenced, {len(units)} units killed"
         if action == "stop":
             units = await self._stop_units(machine, kill=False)
-            self.down[machine] = sorted(set(self.down.get(machine, [])) | set(units), key=_unit_order)
             return f"stopped {len(units)} cluster units on {machine}"
         if action == "start":
             units = self.down.pop(machine, [])
-            await self._run(machine, self._unfence())
+            # --no-block: etcd reports ready only with quorum, which may need the next host
+            start = f"; systemctl start --no-block {' '.join(units)}" if units else ""
+            await self._run(machine, self._unfence() + start)
             self.fenced.discard(machine)
-            if units:
-                # --no-block: etcd reports ready only with quorum, which may need the next host
-                await self._run(machine, f"systemctl start --no-block {' '.join(units)}")
             return f"started {len(units)} cluster units on {machine}"
         if action == "restart":
             await self.apply("stop", machine)
             return await self.apply("start", machine)
         if action == "isolate":
             peers = [h.address for h in self.topo.hosts if h.name != machine] + [self.topo.endpoint_host]
-            await self._run(machine, self._fence(machine, self._peer_rules(peers)))
+            await self._run(machine, self._fence(self._peer_rules(peers)))
             self.fenced.add(machine)
             return f"isolated {machine} from {len(peers) - 1} hosts and the VIP with its firewall"
         if action == "cut":
             if not other:
                 raise HakubeError("cut needs two machines")
-            await self._run(machine, self._fence(machine, self._peer_rules([self.topo.address(other)])))
+            await self._run(machine, self._fence(self._peer_rules([self.topo.address(other)])))
             self.fenced.add(machine)
             return f"cut {machine} from {other} with {machine}'s firewall"
         if action == "heal":
@@ -180,12 +181,6 @@ class SSHFaults:
             await self.apply("heal", m)
         for m in sorted(self.down):
             await self.apply("start", m)
-
-
-def _unit_order(unit: str) -> int:
-    from ..engine.services import CLUSTER_UNITS
-
-    return CLUSTER_UNITS.index(unit) if unit in CLUSTER_UNITS else len(CLUSTER_UNITS)
 
 
 def driver_for(loaded: Loaded, lab: str | None, faults: str = "auto") -> FaultDriver:

@@ -32,10 +32,11 @@ _FILE_STATES = r"""
 book=%(book)s
 for f in %(files)s; do
   if [ ! -f "$f" ]; then printf '%%s|-\n' "$f"; continue; fi
-  set -- $(stat -c '%%a %%U %%G %%s' -- "$f")
+  # mode owner group size inode, then mtime and ctime as three words each
+  set -- $(stat -c '%%a %%U %%G %%s %%i %%y %%z' -- "$f")
   sum=
   if [ "$4" -ge %(big)d ]; then
-    key=$(stat -c '%%s/%%i/%%y/%%z' -- "$f" | tr ' ' _)
+    key="$4/$5/$6_$7_$8/$9_${10}_${11}"
     sum=$(awk -F '\t' -v f="$f" -v k="$key" '$1 == f && $2 == k { print $3; exit }' "$book" 2>/dev/null)
   fi
   if [ -z "$sum" ]; then

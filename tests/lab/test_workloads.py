@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -28,21 +27,11 @@ from hakube.spec import load
 from hakube.verify import status
 
 from . import labkit
+from .conftest import SCALE, eventually
 
 pytestmark = pytest.mark.lab
 NAME = "hktest-pods"
-SCALE = float(os.environ.get("HAKUBE_TIMEOUT_SCALE", "1"))
 NODE_GRACE = 40  # the controller manager's node-monitor-grace-period (upstream default)
-
-
-def eventually(check, timeout: float, interval: float = 1.0):
-    """`check()` until it returns something true, or its last value after `timeout` s."""
-    deadline = time.monotonic() + timeout * SCALE
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
