@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import doctor as doctor_api
 from . import faults as faults_api
 from . import labstate, lifecycle, plan
 from . import ssh as ssh_api
@@ -49,6 +50,29 @@ def prepare() -> None:
     out.print(f"node image:  {image}")
     out.print(f"binaries:    {k8s.bin_dir}")
     out.print(f"images:      {k8s.images_dir} (sandbox image {k8s.sandbox_image})")
+
+
+@app.command()
+def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Check this host for lab machines: cgroups, limits, tools, disk, caches; with fixes.
+
+    Exit code 0 when every check is ok or a warning, 1 when one failed. Nothing on the
+    host is changed: the cgroup check says what `lab up` would prepare."""
+    report = doctor_api.run_checks()
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        mark = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
+        for c in report.checks:
+            out.print(f"{mark[c.verdict]} [bold]{c.name}[/]: {c.found}", highlight=False)
+            if c.fix:
+                out.print(f"    fix: {c.fix}", highlight=False)
+        words = {"ok": "[green]ready[/]: lab machines can run on this host",
+                 "warn": "[yellow]ready, with warnings[/] (see above)",
+                 "fail": "[red]not ready[/]: fix the failed checks above"}
+        out.print(words[report.verdict])
+    if report.verdict == "fail":
+        raise typer.Exit(1)
 
 
 @app.command()

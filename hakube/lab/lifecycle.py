@@ -14,18 +14,18 @@ Example:
 
 from __future__ import annotations
 
-import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import binaries, cache, clusterspec, image, keys, labstate, machines, netfilter, network, plan, ssh
+from . import binaries, cache, clusterspec, doctor, hostprep, image, keys, labstate, machines, netfilter, network, plan, ssh
 from .errors import LabError
 from .labstate import Lab, Machine
 from .proc import run
 from .progress import Progress
 
 BOOT_TIMEOUT = 120  # seconds for a machine to reach `systemctl is-system-running` = running
+# What the machine's first process (node/init.sh) could not set up but booted without.
+INIT_WARNINGS = "/run/hakube-init.warnings"
 
 
 @dataclass
@@ -41,45 +41,38 @@ class UpResult:
 
 
 def check_host() -> None:
-    """The conditions every lab operation needs on this host."""
-    if os.geteuid() != 0:
-        raise LabError("the lab creates network interfaces and privileged containers: "
-                       "run it as root (sudo hakube lab ...)")
-    if network.ip_forward() != "0":
-        raise LabError("net.ipv4.ip_forward is 1 on this host; the lab requires 0 so that "
-                       "nothing can route lab traffic out; run `sysctl -w net.ipv4.ip_forward=0`")
-    for change in raise_inotify_limits():
-        print(f"lab: {change} (lab machines need it)", file=sys.stderr)
+    """The conditions every lab operation needs on this host (root, ip_forward 0)."""
+    failed = [c for c in (doctor.check_root(), doctor.check_ip_forward()) if c.verdict == doctor.FAIL]
+    if failed:
+        raise LabError(failed[0].line())
 
 
-# Every lab machine's processes are this host's root user, and inotify instances and
-# watches are limited per user across the whole host: systemd, containerd and the kubelet
-# of a few dozen machines exhaust the defaults (128 instances), and the kubelet then fails
-# with "too many open files" and its node never turns Ready. kind documents the same fix.
-INOTIFY_MINIMUMS = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 524288}
+def prepare_host() -> list[str]:
+    """Check this host as `lab doctor` does and prepare what machines need (cgroup
+    hierarchies systemd would have mounted, inotify limits); one sentence per change.
 
-
-def raise_inotify_limits() -> list[str]:
-    """Raise (never lower) the host's inotify limits to what many lab machines need."""
-    changed = []
-    for key, minimum in INOTIFY_MINIMUMS.items():
-        path = f"/proc/sys/{key}"
-        try:
-            with open(path) as fh:
-                current = int(fh.read())
-            if current < minimum:
-                with open(path, "w") as fh:
-                    fh.write(str(minimum))
-                changed.append(f"raised {key.replace('/', '.')} from {current} to {minimum}")
-        except OSError as e:
-            raise LabError(f"cannot read or raise {path} ({e.strerror}); lab machines need at least "
-                           f"{minimum}: run `sysctl -w {key.replace('/', '.')}={minimum}`") from None
-    return changed
+    Raises LabError naming every failed check and its fix, before anything is started.
+    """
+    report = doctor.run_checks(with_caches=False)
+    failed = report.failures()
+    if failed:
+        raise LabError("this host cannot run lab machines: "
+                       + "; ".join(c.line() for c in failed)
+                       + " (`hakube lab doctor` shows every check)")
+    try:
+        changes = hostprep.apply(report.cgroups) + hostprep.raise_inotify_limits()
+    except hostprep.PrepareError as e:
+        raise LabError(f"preparing this host for lab machines failed: {e}; "
+                       "`hakube lab doctor` shows the host's layout") from None
+    return [f"host: {c}" for c in changes]
 
 
 def prepare(progress: Progress | None = None) -> tuple[str, binaries.Kubernetes]:
     """Build (once) the node image and the Kubernetes binaries; return both."""
+    progress = progress or Progress()
     check_host()
+    for change in prepare_host():
+        progress.note(change)
     return image.ensure(progress), binaries.ensure(progress=progress)
 
 
@@ -96,9 +89,8 @@ def up(name: str = plan.DEFAULT_NAME, servers: int = 3, agents: int = 2,
     except ValueError as e:
         raise LabError(f"cannot create lab {name!r}: {e}") from None
     check_host()
-    node_image, k8s = prepare(progress)
-
-    changes: list[str] = raise_inotify_limits()  # (check_host raised them; say so once)
+    changes: list[str] = prepare_host()
+    node_image, k8s = image.ensure(progress), binaries.ensure(progress=progress)
     with cache.locked(labstate.labs_root() / ".lock"):
         lab = labstate.load(name)
         if lab is None:
@@ -165,7 +157,8 @@ def _ensure_machine(lab: Lab, m: Machine) -> list[str]:
 def _wait_ready(lab: Lab, m: Machine) -> str:
     if machines.state(m) == "paused":
         return "paused"
-    ssh.wait(lab, m)
+    ssh.wait(lab, m, stopped=lambda: machines.not_running_reason(lab, m))
+    warnings = ssh.run(lab, m, f"cat {INIT_WARNINGS} 2>/dev/null", check=False).stdout.strip()
     res = ssh.run(lab, m, f"timeout {BOOT_TIMEOUT} systemctl is-system-running --wait",
                   timeout=BOOT_TIMEOUT + 10, check=False)
     state = res.stdout.strip() or "unknown"
@@ -173,6 +166,8 @@ def _wait_ready(lab: Lab, m: Machine) -> str:
         failed = ssh.run(lab, m, "systemctl --failed --no-legend --plain | awk '{print $1}'",
                          check=False).stdout.split()
         state += f" (failed units: {', '.join(failed) or 'none'})"
+    if warnings:
+        state += f" (hakube-init: {' | '.join(warnings.splitlines())})"
     return state
 
 

@@ -138,6 +138,34 @@ def wait_state(m: Machine, wanted: set[str], timeout: float = 60) -> str:
         time.sleep(0.1)
 
 
+# Lines of a machine's own console log shown when it stopped on its own.
+LOG_TAIL = 12
+
+
+def not_running_reason(lab: Lab, m: Machine) -> str | None:
+    """Why `m` cannot come up, when its container is not running (None while it runs):
+    its state and exit code, the last lines of its own console log, and a fix."""
+    info = inspect(m.container)
+    if info is None:
+        return (f"{m.name}: its container {m.container} no longer exists; run "
+                f"`hakube lab up --name {lab.name}` to create it again")
+    st = info["State"]
+    if st["Status"] in ("running", "paused", "created", "configured", "initialized"):
+        return None
+    logs = run(["podman", "logs", "--tail", str(LOG_TAIL), m.container], check=False)
+    lines = [ln.rstrip() for ln in (logs.stdout + logs.stderr).splitlines() if ln.strip()]
+    shown = "\n    ".join(lines[-LOG_TAIL:]) or "(it printed nothing)"
+    hint = ""
+    text = "\n".join(lines)
+    if "cgroup" in text:
+        hint = ("its first process could not set up the machine's cgroups: run "
+                "`hakube lab doctor` to see this host's cgroup layout and what it lacks")
+    else:
+        hint = (f"run `hakube lab doctor`, and `podman logs {m.container}` for the whole log")
+    return (f"{m.name} stopped while booting ({st['Status']}, exit code {st.get('ExitCode', '?')}); "
+            f"its last log lines:\n    {shown}\n{hint}")
+
+
 def machine_id(lab: Lab, m: Machine) -> str:
     """The machine's /etc/machine-id: derived from the lab's and the machine's names, so
     that `remove` can find what the machine left in the host's cgroup tree (node/init.sh

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import LabError
 from .labstate import Lab, Machine
@@ -50,14 +50,21 @@ def run(lab: Lab, m: Machine, command: str, *, timeout: float = 60,
     return res
 
 
-def wait(lab: Lab, m: Machine, timeout: float = 90) -> None:
-    """Wait until sshd on `m` accepts the lab's key with strict host-key checking."""
+def wait(lab: Lab, m: Machine, timeout: float = 90,
+         stopped: Callable[[], str | None] | None = None) -> None:
+    """Wait until sshd on `m` accepts the lab's key with strict host-key checking.
+
+    `stopped` is asked between attempts; when it returns a message (the machine is no
+    longer running), waiting ends at once with that message instead of at the timeout.
+    """
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         res = run(lab, m, "true", timeout=10, check=False)
         if res.returncode == 0:
             return
+        if stopped and (why := stopped()):
+            raise LabError(why)
         last = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
         last = last[0]
         time.sleep(0.5)

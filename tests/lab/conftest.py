@@ -117,6 +117,32 @@ def lab(request, tmp_path_factory):
         yield lab
 
 
+# ---- time per module: CI's budget stays visible ---------------------------------------
+# first start and last finish of each lab module's tests (its shared lab's set-up and
+# teardown fall inside: they run in its first and last test's protocol)
+_MODULE_SPAN: dict[str, list[float]] = {}
+
+
+def pytest_runtest_logstart(nodeid, location):
+    span = _MODULE_SPAN.setdefault(location[0], [time.monotonic(), 0.0])
+    span[1] = time.monotonic()
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    _MODULE_SPAN[location[0]][1] = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter):
+    lab_modules = {m: s for m, s in _MODULE_SPAN.items() if m.startswith("tests/lab/")}
+    if not lab_modules:
+        return
+    terminalreporter.section("time per lab module")
+    for module, (start, end) in lab_modules.items():
+        terminalreporter.write_line(f"{end - start:8.1f} s  {module}")
+    total = sum(end - start for start, end in lab_modules.values())
+    terminalreporter.write_line(f"{total:8.1f} s  all lab modules")
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     # Keep each phase's report on the test item: fixtures read it to know a test failed.

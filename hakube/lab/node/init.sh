@@ -27,6 +27,12 @@ fail() {
     exit 1
 }
 
+# What this machine boots without: on the console, and in a file `hakube lab up` reads.
+warn() {
+    echo "hakube-init: warning: $*" >&2
+    mkdir -p /run && echo "$*" >> /run/hakube-init.warnings
+}
+
 if [ "${1:-}" != --remount ]; then
     if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" != tmpfs ]; then
         exec /sbin/init  # cgroup v2 only: the namespace podman made is already right
@@ -41,10 +47,17 @@ if [ "${1:-}" != --remount ]; then
     done | awk '{ k = $2 != 0 ? $2 : $1 ~ /^net_(cls|prio)$/ ? "net" : $1 ~ /^cpu(acct)?$/ ? "cpu" : $1
                   g[k] = k in g ? g[k] "," $1 : $1 } END { for (k in g) print g[k] }')
     # (/sys/fs/cgroup is still writable: systemd makes it read-only once it has set up.)
+    # The kernel creates a NEW v1 hierarchy only from the initial cgroup namespace, so a
+    # controller the host never mounted cannot be mounted here: `hakube lab up` mounts
+    # them on the host first (lab/hostprep.py). Should one still be missing, the machine
+    # boots without it and says so (lab up shows the warnings file), rather than dying.
     for opts in $missing; do
         mkdir -p "/sys/fs/cgroup/$opts"
-        mount -t cgroup -o "rw,nosuid,nodev,noexec,relatime,$opts" cgroup "/sys/fs/cgroup/$opts" \
-            || fail "cannot mount cgroup ($opts)"
+        if ! mount -t cgroup -o "rw,nosuid,nodev,noexec,relatime,$opts" cgroup "/sys/fs/cgroup/$opts" 2>/dev/null; then
+            rmdir "/sys/fs/cgroup/$opts" 2>/dev/null || true
+            warn "cgroup controller(s) $opts not mounted on the host, so not available here;" \
+                 "\`hakube lab doctor\` on the host says how to prepare it"
+        fi
     done
     shared=""
     for dir in /sys/fs/cgroup/*; do
