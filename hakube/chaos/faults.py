@@ -9,9 +9,11 @@ import asyncio
 import shlex
 from typing import Protocol
 
+from ..components.units import CLUSTER_UNITS
 from ..errors import HakubeError
 from ..spec import Loaded
 from ..topology import derive
+from ..transport.targets import run_once, ssh_targets
 
 
 class FaultDriver(Protocol):
@@ -81,8 +83,6 @@ class SSHFaults:
     CHAIN = "HAKUBE-CHAOS"
 
     def __init__(self, loaded: Loaded):
-        from ..engine.deploy import ssh_targets
-
         self.loaded = loaded
         self.topo = derive(loaded.cluster)
         self.ssh_port = {t.name: t.port for t in ssh_targets(loaded)}
@@ -90,8 +90,6 @@ class SSHFaults:
         self.down: dict[str, list[str]] = {}  # host -> the units hakube stopped there
 
     async def _run(self, host: str, command: str, timeout: float = 60) -> str:
-        from ..engine.deploy import run_once
-
         return await run_once(self.loaded, host, command, timeout)
 
     def _fence(self, rules: list[str]) -> str:
@@ -121,8 +119,6 @@ class SSHFaults:
         """Stop the active cluster units; with `kill`, SIGKILL first (no clean shutdown,
         and the stop only cancels the restart systemd would schedule). Remembers them, in
         boot order, for `start`, and returns them."""
-        from ..engine.services import CLUSTER_UNITS
-
         units = " ".join(CLUSTER_UNITS)
         kill_cmd = 'systemctl kill --signal=SIGKILL $active 2>/dev/null; ' if kill else ""
         vip = self.topo.endpoint_host

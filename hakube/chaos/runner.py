@@ -8,16 +8,16 @@ reads every probe object back to count lost and phantom writes.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets as _random
 import time
 from dataclasses import asdict, dataclass, field
 
 from .. import state
-from ..errors import HakubeError
 from ..spec import Loaded
+from ..timeouts import scale
 from ..topology import derive
 from ..transport import SSHConnector
+from ..transport.targets import ssh_targets
 from ..verify.clients import api_client, etcd_client
 from ..verify.status import gather
 from .errors import ScenarioFailed
@@ -26,7 +26,6 @@ from .monitor import Monitor
 from .probes import Prober
 
 # One knob for slow machines (STYLE.md 9): every "within N s" is multiplied by it.
-TIMEOUT_FACTOR = float(os.environ.get("HAKUBE_TIMEOUT_SCALE", "1"))
 
 
 @dataclass
@@ -140,12 +139,12 @@ class Run:
             self.fault_at = t
 
     async def wait_for(self, what: str, pred, within: float) -> float:
-        deadline = time.monotonic() + within * TIMEOUT_FACTOR
+        deadline = time.monotonic() + within * scale()
         while time.monotonic() < deadline:
             if pred():
                 return self.now()
             await asyncio.sleep(0.1)
-        raise ScenarioFailed(f"{self.scenario}: expected {what} within {within * TIMEOUT_FACTOR:.0f} s; it did not happen")
+        raise ScenarioFailed(f"{self.scenario}: expected {what} within {within * scale():.0f} s; it did not happen")
 
     async def expect_vip_moved(self, old: str, within: float) -> None:
         await self.wait_for(f"the VIP to move away from {old}",
@@ -191,7 +190,7 @@ class Run:
         """The whole cluster healthy again, as `hakube status` judges it, `readings` times
         in a row: one healthy reading right after a reboot can be followed by a node that
         flaps while its kubelet settles. Recovery is timed at the first of the run."""
-        deadline = time.monotonic() + within * TIMEOUT_FACTOR
+        deadline = time.monotonic() + within * scale()
         last, streak, first_ok = "", 0, None
         while time.monotonic() < deadline:
             st = await gather(self.loaded)
@@ -206,7 +205,7 @@ class Run:
             else:
                 streak, first_ok, last = 0, None, st.verdict
             await asyncio.sleep(1)
-        raise ScenarioFailed(f"{self.scenario}: the cluster was not healthy {within * TIMEOUT_FACTOR:.0f} s after "
+        raise ScenarioFailed(f"{self.scenario}: the cluster was not healthy {within * scale():.0f} s after "
                              f"the faults were undone; last status: {last}")
 
     # -- the frame around a scenario ---------------------------------------------------------
@@ -215,8 +214,6 @@ class Run:
         self.on_event = on_event
         self.t0 = time.monotonic()
         run_id = f"{int(time.time())}-{_random.token_hex(2)}"
-        from ..engine.deploy import ssh_targets
-
         targets = {t.name: t for t in ssh_targets(self.loaded)}
         hosts = sorted(set(self.topo.vip_hosts) | set(self.topo.lb_hosts))
         conns = {}
@@ -229,7 +226,7 @@ class Run:
             self.etcd = etcd
             before = await gather(self.loaded)
             waited = time.monotonic()
-            while not before.healthy and time.monotonic() - waited < 90 * TIMEOUT_FACTOR:
+            while not before.healthy and time.monotonic() - waited < 90 * scale():
                 await asyncio.sleep(2)  # e.g. a node still settling after the previous trial
                 before = await gather(self.loaded)
             if not before.healthy:

@@ -13,6 +13,7 @@ import shlex
 
 from typing import TYPE_CHECKING
 
+from ..transport.targets import run_once
 from .errors import ScenarioFailed
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ def scenario(name: str, summary: str):
 
 
 async def _service(run: Run, host: str, action: str, unit: str) -> None:
-    from ..engine.deploy import run_once
-
     t = run.now()
     await run_once(run.loaded, host, f"systemctl {action} {shlex.quote(unit)}")
     run.event("fault", f"{action} {unit} on {host}", t)

@@ -26,10 +26,12 @@ from ..components import COMPONENTS
 from ..components import etcd as etcd_component
 from ..components.base import File, RenderContext
 from ..errors import HakubeError
+from ..timeouts import scaled
 from ..pki import ClusterPKI
 from ..spec import Loaded
 from ..topology import HostPlan, Topology, derive
-from ..transport import CommandError, Connector, RunLog, SSHConnector, SSHTarget, connect_all
+from ..transport import CommandError, Connector, RunLog, connect_all
+from ..transport.targets import ssh_targets
 from ..verify.clients import tls_context
 from . import facts, services
 from .changes import Desired, FileChange, PhaseReport, apply_files, plan_files
@@ -452,7 +454,7 @@ async def _member_add(d: Deploy, source: str, name: str, peer: str, timeout: flo
     reconfiguration checks (the default) etcd adds a voter only once every member has been
     connected for a few seconds, which a member that just joined has not."""
     cmd = f"{facts.ETCDCTL} --endpoints https://127.0.0.1:2379 member add {name} --peer-urls={peer}"
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while True:
         r = await d.conns[source].run(cmd, check=False, timeout=30)
         if r.ok:
@@ -475,7 +477,7 @@ def _initial_from(text: str) -> tuple[tuple[tuple[str, str], ...] | None, str | 
 
 async def _wait_etcd_healthy(d: Deploy, s: str) -> None:
     conn = d.conns[s]
-    deadline = time.monotonic() + ETCD_JOIN_TIMEOUT
+    deadline = time.monotonic() + scaled(ETCD_JOIN_TIMEOUT)
     seen = ""
     with d.ui.waiting(f"{s}: waiting for the etcd member to be healthy"):
         while time.monotonic() < deadline:
@@ -486,7 +488,7 @@ async def _wait_etcd_healthy(d: Deploy, s: str) -> None:
             seen = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no answer"]
             seen = seen[0]
             await asyncio.sleep(1)
-    raise GateError(s, f"etcd member healthy within {ETCD_JOIN_TIMEOUT:.0f} s", seen, await d.journal(s, "etcd"),
+    raise GateError(s, f"etcd member healthy within {scaled(ETCD_JOIN_TIMEOUT):.0f} s", seen, await d.journal(s, "etcd"),
                     "fix what the log says, then run `hakube up` again: it continues from here")
 
 
@@ -509,7 +511,7 @@ async def wait_apiserver_ready(d: Deploy, s: str, timeout: float = READY_TIMEOUT
     url = f"https://127.0.0.1:{d.topo.apiserver_port}/readyz"
     cmd = (f"curl -sS --max-time 5 --cacert {paths.CA_CRT} --cert {paths.LB_CHECK_CRT} "
            f"--key {paths.LB_CHECK_KEY} -o /dev/stderr -w '%{{http_code}}' {url}")
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     seen = "no answer"
     with d.ui.waiting(f"{s}: waiting for kube-apiserver /readyz"):
         while time.monotonic() < deadline:
@@ -518,7 +520,7 @@ async def wait_apiserver_ready(d: Deploy, s: str, timeout: float = READY_TIMEOUT
                 return
             seen = f"HTTP {r.stdout.strip() or '-'}: " + " ".join(r.stderr.split())[-300:]
             await asyncio.sleep(1)
-    raise GateError(s, f"{url} answers 200 within {timeout:.0f} s", seen, await d.journal(s, "kube-apiserver"))
+    raise GateError(s, f"{url} answers 200 within {scaled(timeout):.0f} s", seen, await d.journal(s, "kube-apiserver"))
 
 
 # -- front door ------------------------------------------------------------------------------
@@ -567,7 +569,7 @@ async def _converge_pacemaker(d: Deploy, report: PhaseReport) -> None:
 
 
 async def _wait_pacemaker_quorum(d: Deploy, host: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         r = await d.conns[host].run("crm_mon -1 2>/dev/null | grep -q 'partition with quorum'", check=False)
         if r.ok:
@@ -588,7 +590,7 @@ async def vip_holders(d: Deploy) -> list[str]:
 
 
 async def wait_vip_single_holder(d: Deploy, timeout: float = VIP_TIMEOUT) -> str:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     holders: list[str] = []
     with d.ui.waiting(f"waiting for exactly one host to hold the VIP {d.topo.endpoint_host}"):
         while time.monotonic() < deadline:
@@ -609,7 +611,7 @@ def admin_client(d_state: Path, timeout: float = 5.0) -> httpx.Client:
 
 async def wait_endpoint_ready(d: Deploy, timeout: float = VIP_TIMEOUT) -> None:
     url = f"{d.topo.api_url}/readyz"
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     seen = "no answer"
     with admin_client(d.state_dir) as client, d.ui.waiting(f"waiting for {url} from this machine"):
         while time.monotonic() < deadline:
@@ -658,33 +660,6 @@ PIPELINE = [
     phase_addons,         # hakube's RBAC, HA CoreDNS, monitoring RBAC, dashboard, ingress, MetalLB
     phase_monitoring,     # node exporter, VIP presence, Prometheus + Alertmanager (when enabled)
 ]
-
-
-def ssh_targets(loaded: Loaded) -> list[SSHTarget]:
-    s = loaded.cluster.spec
-    out = []
-    for h in s.hosts:
-        o = h.ssh
-        jump = (o.jump_host if o and o.jump_host else None) or s.ssh.jump_host
-        key = (o.key_file if o and o.key_file else None) or s.ssh.key_file
-        common = dict(known_hosts=loaded.resolve(s.ssh.known_hosts), accept_new=s.ssh.host_key_policy == "accept-new",
-                      connect_timeout=s.ssh.connect_timeout, key_file=loaded.resolve(key))
-        jt = SSHTarget(name=f"jump:{jump.address}", address=jump.address, user=jump.user or s.ssh.user,
-                       port=jump.port, **common) if jump else None
-        out.append(SSHTarget(name=h.name, address=str(h.address), user=(o.user if o and o.user else None) or s.ssh.user,
-                             port=(o.port if o and o.port else None) or s.ssh.port, sudo=s.ssh.sudo, jump=jt, **common))
-    return out
-
-
-async def run_once(loaded: Loaded, host: str, command: str, timeout: float = 60) -> str:
-    """Run one command on `host` over its own short-lived SSH connection (chaos faults and
-    scenarios that act outside a deploy). Raises CommandError on failure."""
-    target = next(t for t in ssh_targets(loaded) if t.name == host)
-    conn = await SSHConnector.open(target, None)
-    try:
-        return (await conn.run(command, timeout=timeout)).stdout
-    finally:
-        await conn.close()
 
 
 async def up(loaded: Loaded, dry_run: bool = False, ui: Reporter | None = None) -> Reporter:

@@ -18,6 +18,7 @@ from pathlib import Path
 from .. import paths
 from ..components import cni, containerd, kube_proxy, kubelet
 from ..errors import HakubeError
+from ..timeouts import scaled
 from .changes import Desired, PhaseReport
 from .services import Service
 
@@ -96,7 +97,7 @@ async def phase_nodes(d) -> None:
 async def wait_nodes_ready(d, nodes: list[str], timeout: float = NODE_READY_TIMEOUT) -> None:
     from .deploy import GateError, admin_client
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     seen: dict[str, str] = {}
     with admin_client(d.state_dir) as client, d.ui.waiting(f"waiting for {len(nodes)} nodes to be Ready"):
         while time.monotonic() < deadline:
@@ -116,7 +117,7 @@ async def wait_nodes_ready(d, nodes: list[str], timeout: float = NODE_READY_TIME
                 return
             await asyncio.sleep(2)
     bad = [n for n in nodes if seen.get(n) != "Ready"]
-    raise GateError(bad[0], f"nodes {', '.join(nodes)} Ready within {timeout:.0f} s",
+    raise GateError(bad[0], f"nodes {', '.join(nodes)} Ready within {scaled(timeout):.0f} s",
                     "; ".join(f"{n}: {seen.get(n)}" for n in bad), await d.journal(bad[0], "kubelet"))
 
 
@@ -240,7 +241,7 @@ async def _wait_prometheus(d, timeout: float = 90.0) -> None:
     from .deploy import GateError
 
     hosts = [h.name for h in d.topo.hosts if h.runs("prometheus")]
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     seen = {}
     async with httpx.AsyncClient(timeout=3) as client:
         while time.monotonic() < deadline:

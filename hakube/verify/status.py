@@ -24,6 +24,7 @@ from .. import paths, state
 from ..spec import Loaded
 from ..topology import Topology, derive
 from ..transport import Connector, SSHConnector
+from ..transport.targets import ssh_targets
 from .clients import api_client, etcd_client
 
 
@@ -282,8 +283,6 @@ async def _alerts(topo: Topology, st: Status) -> None:
 
 
 async def _connect(loaded: Loaded, hosts: list[str]) -> dict[str, Connector]:
-    from ..engine.deploy import ssh_targets
-
     targets = {t.name: t for t in ssh_targets(loaded)}
 
     async def one(h: str):

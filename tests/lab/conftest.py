@@ -3,8 +3,9 @@
 Every lab here is named `hktest-<random>` so it never collides with a user's lab, and is
 torn down even when a test fails. On failure the journal of every machine is saved under
 the test session's tmp folder first (the evidence outlives the machines).
-HAKUBE_TEST_KEEP=1 keeps the labs for inspection; HAKUBE_TIMEOUT_SCALE stretches every
-timeout on slow machines.
+HAKUBE_KEEP_LAB=1 keeps the labs for inspection (the one keep switch, labkit.py reads it
+too); HAKUBE_TIMEOUT_SCALE stretches every timeout on slow machines, hakube's own gates
+included (hakube/timeouts.py).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from hakube import timeouts
 from hakube.lab import labstate, machines, ssh
 from hakube.lab.labstate import Lab
 
-SCALE = float(os.environ.get("HAKUBE_TIMEOUT_SCALE", "1"))
+SCALE = timeouts.scale()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -100,8 +102,8 @@ def temporary_lab(name: str, servers: int, agents: int, evidence_dir, failed=lam
                 print(f"\nlab {name}: evidence saved in {dest}", file=sys.stderr)
             except Exception as e:  # evidence is best effort; the teardown must still run
                 print(f"\nlab {name}: saving evidence failed: {e}", file=sys.stderr)
-        if os.environ.get("HAKUBE_TEST_KEEP"):
-            print(f"\nlab {name} kept (HAKUBE_TEST_KEEP)", file=sys.stderr)
+        if os.environ.get("HAKUBE_KEEP_LAB") == "1":
+            print(f"\nlab {name} kept (HAKUBE_KEEP_LAB=1)", file=sys.stderr)
         else:
             lab_cli("down", "--name", name, check=False)
 

@@ -21,7 +21,7 @@ from hakube.lab import labstate, lifecycle
 from hakube.spec import load
 from hakube.verify.clients import tls_context
 
-KEEP = os.environ.get("HAKUBE_KEEP_LAB") == "1"  # keep labs after tests, to look around
+KEEP = os.environ.get("HAKUBE_KEEP_LAB") == "1"  # the one keep switch (conftest.py reads it too)
 
 
 @contextmanager
