@@ -19,6 +19,7 @@ from rich.table import Table
 
 from . import __version__, state
 from .errors import HakubeError
+from .output import check_new_file, write_new_file
 from .spec import SpecError, load
 from .spec.example import example
 from .spec.problems import Problem
@@ -87,14 +88,13 @@ def init(
 
     Example: hakube init -o cluster.yaml && $EDITOR cluster.yaml && hakube validate cluster.yaml
     """
-    if output.exists() and not force:
-        raise HakubeError(f"{output} already exists; pass --force to overwrite it or -o to pick another path")
+    check_new_file(output, force)
     if lab:
         from .lab import spec_text  # the lab knows its own addresses, key and binaries
         text = spec_text(output_name=output.name, name=name)
     else:
         text = example(file=output.name)
-    output.write_text(text)
+    write_new_file(output, text, force)
     out.print(f"wrote {output}; next: hakube validate {output}")
 
 
@@ -174,17 +174,22 @@ def render_cmd(
     """Write every file each host will receive, without contacting any host.
 
     Files go to DIR/<host>/<absolute path>, cluster-level manifests to DIR/_cluster/.
-    Nothing is written when the spec is invalid.
+    DIR is written whole or not at all: the files go to a new folder beside it, which
+    replaces DIR once complete. DIR may be missing, empty, or an earlier render (it holds
+    a `.hakube-render` file), which is replaced entirely, stale files included; any other
+    folder, a file, or a symbolic link (never followed) is refused, and so is a missing
+    parent folder. Nothing is written when the spec is invalid.
     Secrets (VRRP password, K3s token) come from the cluster's state directory, created on
     first use, so rendering twice gives identical files.
 
     Example: hakube render cluster.yaml -o out/ && haproxy -c -f out/server-1/etc/haproxy/haproxy.cfg
     """
-    from .render import CLUSTER_DIR, render
+    from .render import CLUSTER_DIR, check_output, publish, render
 
     topo = derive(_load(file).cluster)
+    check_output(output)  # before the state directory is touched: a wrong -o changes nothing
     rendered = render(topo, state.secrets(topo.name))
-    written = rendered.write(output)
+    written = publish(rendered, output)
     per_host = ", ".join(f"{h}: {len(fs)}" for h, fs in rendered.hosts.items())
     out.print(f"wrote {len(written)} files to {output}/ ({per_host}; {CLUSTER_DIR}: {len(rendered.cluster)})")
 

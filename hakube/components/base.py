@@ -7,16 +7,38 @@ topology (never the whole spec), with its Jinja2 templates in the same folder. I
     def cluster_files(ctx: RenderContext) -> list[File]                # optional: manifests
 
 Rendering is deterministic: the same spec and secrets give byte-identical files.
+
+Every value a template embeds is made safe for the format it lands in, here and nowhere
+else (the spec is validated too, but a template must not depend on that):
+
+- every `{{ ... }}` passes `_checked` (the environment's `finalize`): a value with a line
+  break or another control or format character is refused, so no value can start a line
+  of its own (a directive in a config, a key in YAML, a command in a script) or hide text;
+- `yaml_str` / `json_str`: a string as a double-quoted scalar, everything escaped; it reads
+  back as exactly the value, in YAML and in JSON;
+- `word`: one bare token in a format without usable quoting (keepalived, HAProxy, nginx,
+  corosync, crm, /etc/default files, shell): letters, digits and `_ . : / -`, not starting
+  with `-`, or refused;
+- `systemd_arg` / `flag(name, value)`: one word of an ExecStart= command line, quoted as
+  systemd reads it (`%` and `$` doubled);
+- `promql_str` / `regex_escape`: a PromQL string literal, and a literal inside a regexp;
+- `exec_lines` / `lines`: the template's own multi-line text (argument lists, label
+  blocks), whose pieces were checked, joined with line breaks.
+
+A refused value raises `UnsafeValue`, which names the value, the file and the reason.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
 
+from ..errors import HakubeError
 from ..secrets import Secrets
 from ..topology import Topology
 
@@ -49,6 +71,163 @@ def header(comment: str = "#") -> str:
     return f"{comment} {HEADER}"
 
 
+# ---- making values safe for the formats they land in -----------------------------------------
+
+
+class UnsafeValue(HakubeError):
+    """A value that the file being rendered cannot hold safely."""
+
+    def __init__(self, value: object, reason: str, where: str | None = None):
+        self.value, self.reason, self.where = value, reason, where
+        into = f" into {where}" if where else ""
+        super().__init__(f"{_show(value)} cannot be written{into}: {reason}")
+
+
+def _show(value: object) -> str:
+    text = repr(str(value))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# Control characters (line breaks, tabs, escape sequences), format characters (invisible
+# text, bidirectional overrides), surrogates, and the line and paragraph separators that
+# YAML reads as line breaks.
+_UNPRINTABLE = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+
+
+def _unprintable(ch: str) -> bool:
+    return unicodedata.category(ch) in _UNPRINTABLE
+
+
+def _describe(ch: str) -> str:
+    names = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab"}
+    return names.get(ch, f"the character U+{ord(ch):04X} ({unicodedata.name(ch, 'a control character')})")
+
+
+def _template_name(ctx: jinja2.runtime.Context | None) -> str | None:
+    name = getattr(ctx, "name", None)
+    return name[:-3] if name and name.endswith(".j2") else name
+
+
+def _refuse_unprintable(value: object, where: str | None, allowed: str = "") -> str:
+    text = str(value)
+    for ch in text:
+        if ch not in allowed and _unprintable(ch):
+            raise UnsafeValue(value, f"it contains {_describe(ch)}", where)
+    return text
+
+
+class Lines(str):
+    """Multi-line text that a template built from values already checked."""
+
+
+@jinja2.pass_context
+def _checked(ctx, value):
+    """finalize: what every `{{ ... }}` goes through on its way into a file."""
+    if isinstance(value, str) and not isinstance(value, Lines):
+        _refuse_unprintable(value, _template_name(ctx))
+    return value
+
+
+# Short escapes that YAML's and JSON's double-quoted strings share.
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+@jinja2.pass_context
+def yaml_str(ctx, value) -> str:
+    """`value` as a double-quoted YAML (and JSON) string that reads back as exactly `value`."""
+    out = []
+    for ch in str(value):
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif _unprintable(ch):
+            if ord(ch) > 0xFFFF or 0xD800 <= ord(ch) <= 0xDFFF:
+                raise UnsafeValue(value, f"it contains {_describe(ch)}", _template_name(ctx))
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+_WORD = re.compile(r"[A-Za-z0-9_.:/-]+")
+
+
+@jinja2.pass_context
+def word(ctx, value) -> str:
+    """`value` as one bare token, for formats whose quoting cannot be relied on."""
+    where = _template_name(ctx)
+    text = _refuse_unprintable(value, where)
+    if not text:
+        raise UnsafeValue(value, "it is empty", where)
+    if text.startswith("-"):
+        raise UnsafeValue(value, "it starts with '-' (it would read as an option)", where)
+    bad = sorted({ch for ch in text if not _WORD.fullmatch(ch)})
+    if bad:
+        chars = " ".join(repr(ch) for ch in bad)
+        raise UnsafeValue(value, f"it contains {chars}; only letters, digits and _ . : / - can go there", where)
+    return text
+
+
+def systemd_quote(arg: str, where: str | None = None) -> str:
+    """One command-line word as systemd's ExecStart= reads it.
+
+    `%` starts a specifier and `$` a variable in ExecStart=, so both are doubled; a word
+    with spaces, quotes, backslashes or `;` is wrapped in double quotes. A line break or
+    other control character is refused: a unit file line cannot hold it.
+    """
+    _refuse_unprintable(arg, where)
+    out = arg.replace("%", "%%").replace("$", "$$")
+    if not out or any(c in out for c in " \t\"'\\;"):
+        out = '"' + out.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return out
+
+
+@jinja2.pass_context
+def systemd_arg(ctx, value) -> str:
+    return systemd_quote(str(value), _template_name(ctx))
+
+
+@jinja2.pass_context
+def flag(ctx, name: str, value) -> str:
+    """`--name=value` as one ExecStart= word."""
+    return systemd_quote(f"--{name}={value}", _template_name(ctx))
+
+
+@jinja2.pass_context
+def promql_str(ctx, value) -> str:
+    """`value` as a PromQL (Go) double-quoted string literal."""
+    text = _refuse_unprintable(value, _template_name(ctx))
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_REGEX_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
+
+
+def regex_escape(value) -> str:
+    """`value` matched literally inside a (RE2 or Python) regular expression."""
+    return _REGEX_SPECIAL.sub(r"\\\1", str(value))
+
+
+@jinja2.pass_context
+def exec_lines(ctx, value, indent: str = "  ") -> Lines:
+    """Command-line words, one per line, joined with systemd's line continuation.
+
+    `value` is a list of words, or the text of a `{% set %}` block with one word per line
+    (each checked on its way in). Either way, no word may hold a line break itself.
+    """
+    where = _template_name(ctx)
+    if isinstance(value, str):
+        words = [w for w in _refuse_unprintable(value, where, allowed="\n").strip().split("\n")]
+    else:
+        words = [_refuse_unprintable(w, where) for w in value]
+    return Lines((" \\\n" + indent).join(words))
+
+
+@jinja2.pass_context
+def lines(ctx, value) -> Lines:
+    """A multi-line block the template wrote itself (e.g. a `{% set %}` of labels)."""
+    return Lines(_refuse_unprintable(value, _template_name(ctx), allowed="\n"))
+
+
 @lru_cache(maxsize=None)
 def _env(folder: str) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -58,8 +237,12 @@ def _env(folder: str) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        finalize=_checked,
     )
-    env.globals["header"] = header
+    env.globals.update(header=header, flag=flag)
+    env.filters.update(yaml_str=yaml_str, json_str=yaml_str, word=word, systemd_arg=systemd_arg,
+                       promql_str=promql_str, regex_escape=regex_escape, exec_lines=exec_lines,
+                       lines=lines)
     return env
 
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from .model import API_VERSION, KIND, Cluster
+from .parse import parse, read
 from .problems import Problem, SpecError, format_path
 from .validate import validate
 
@@ -43,64 +43,23 @@ class Loaded:
 
 def load(path: str | Path) -> Loaded:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError(str(path), [Problem("", f"file {path} does not exist",
-                                            "create one with `hakube init`")]) from None
-    except OSError as e:
-        raise SpecError(str(path), [Problem("", f"cannot read {path}: {e.strerror}")]) from None
-    return loads(text, source=path)
+    return loads(read(path), source=path)
 
 
 def loads(text: str, source: str | Path = "cluster.yaml") -> Loaded:
     source = Path(source)
-    data, lines = _parse(text, str(source))
-    cluster = _build(data, lines, str(source))
-    problems = [
+    data, lines, problems = parse(text, str(source))
+    try:
+        cluster = _build(data, lines, str(source))
+    except SpecError as e:
+        raise SpecError(str(source), problems + e.problems) from None
+    problems += [
         Problem(p.path, p.message, p.fix, p.severity, p.line or _line_for(lines, p.path))
         for p in validate(cluster, base=source.parent)
     ]
     if any(p.severity == "error" for p in problems):
         raise SpecError(str(source), problems)
     return Loaded(cluster=cluster, source=source.absolute(), warnings=problems)
-
-
-# ---- parse -------------------------------------------------------------------------------
-
-
-def _parse(text: str, source: str) -> tuple[Any, dict[str, int]]:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else None
-        msg = " ".join(x for x in (e.context, e.problem) if x)
-        raise SpecError(source, [Problem("", f"malformed YAML: {msg}",
-                                         "check indentation and quoting around this line",
-                                         line=line)]) from None
-    except yaml.YAMLError as e:
-        raise SpecError(source, [Problem("", f"malformed YAML: {e}")]) from None
-    if not isinstance(data, dict):
-        raise SpecError(source, [Problem("", "the file must be a YAML mapping",
-                                         "start from `hakube init`", line=1)])
-    lines: dict[str, int] = {}
-    _index_lines(node, (), lines)
-    return data, lines
-
-
-def _index_lines(node: yaml.Node, loc: tuple, out: dict[str, int]) -> None:
-    """Record the line of every field path, so problems can point into the file."""
-    out.setdefault(format_path(loc), node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = (*loc, k.value)
-            out[format_path(key)] = k.start_mark.line + 1
-            _index_lines(v, key, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            _index_lines(v, (*loc, i), out)
 
 
 def _line_for(lines: dict[str, int], path: str) -> int | None:
@@ -126,9 +85,17 @@ def _build(data: dict, lines: dict[str, int], source: str) -> Cluster:
 
 def _problem(err: dict, lines: dict[str, int]) -> Problem:
     loc = tuple(err["loc"])
+    if loc and loc[-1] == "[key]":  # a mapping's key is wrong: point at the key itself
+        loc = loc[:-1]
     path = format_path(loc)
     kind = err["type"]
     line = _line_for(lines, path)
+    if kind == "spec_value":  # hakube's own checks (model.bad): message and fix
+        ctx = err.get("ctx") or {}
+        msg = ctx.get("message", err["msg"])
+        if str(err.get("input")) not in msg:
+            msg += _got(err.get("input"))
+        return Problem(path, msg, ctx.get("fix", ""), line=line)
     if kind == "extra_forbidden":
         parent_model = _model_at(loc[:-1])
         known = sorted(f.alias or n for n, f in parent_model.model_fields.items()) if parent_model else []
@@ -143,14 +110,21 @@ def _problem(err: dict, lines: dict[str, int]) -> Problem:
             expected = f"'{API_VERSION}'"
         if path == "kind":
             expected = f"'{KIND}'"
-        return Problem(path, f"got {err['input']!r}", f"use one of {expected}", line=line)
+        return Problem(path, f"got {_show(err['input'])}", f"use one of {expected}", line=line)
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-    got = err.get("input")
-    if not isinstance(got, (dict, list)) and kind not in ("missing",):
-        msg = f"{msg} (got {got!r})"
-    return Problem(path, msg, _fix_for(kind), line=line)
+    return Problem(path, f"{msg}{_got(err.get('input'))}", _fix_for(kind), line=line)
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it, cut short: a problem stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _got(value: Any) -> str:
+    return "" if isinstance(value, (dict, list)) else f" (got {_show(value)})"
 
 
 def _fix_for(kind: str) -> str:

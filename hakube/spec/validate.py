@@ -7,11 +7,13 @@ fixes a spec in one round instead of one error at a time.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .model import Cluster
+from .model import FLAG_NAME, Cluster
 from .problems import Problem
 
 
@@ -235,30 +237,51 @@ def datastore(c: Cluster, base: Path) -> Iterator[Problem]:
 
 
 def files_exist(c: Cluster, base: Path) -> Iterator[Problem]:
-    def missing(p: Path | None) -> Path | None:
-        if p is None:
-            return None
+    """Local files and folders the spec names exist and are of the right kind."""
+
+    def local(p: Path) -> Path:
         q = p.expanduser()
-        q = q if q.is_absolute() else base / q
-        return None if q.exists() else q
+        return q if q.is_absolute() else base / q
+
+    def check(path: str, p: Path | None, kind: str, what: str, fix: str) -> Iterator[Problem]:
+        if p is None:
+            return
+        q = local(p)
+        what_q = f"{what} {q}" if what else str(q)
+        try:
+            exists, is_dir = q.exists(), q.is_dir()
+        except (OSError, ValueError) as e:  # e.g. a name too long for the file system
+            yield Problem(path, f"cannot look at {q}: {e}", fix)
+            return
+        if not exists:
+            yield Problem(path, f"{what or kind.replace('dir', 'directory')} {q} does not exist", fix)
+        elif kind == "file" and is_dir:
+            yield Problem(path, f"{what_q} is a directory, not a file", fix)
+        elif kind == "file" and not q.is_file():
+            yield Problem(path, f"{what_q} is not a regular file", fix)
+        elif kind == "dir" and not is_dir:
+            yield Problem(path, f"{what_q} is a file, not a directory", fix)
+        elif not os.access(q, os.R_OK | (os.X_OK if kind == "dir" else 0)):
+            yield Problem(path, f"{what_q} cannot be read by this user", f"{fix} (check its permissions)")
 
     s = c.spec
-    if (q := missing(s.ssh.key_file)):
-        yield Problem("spec.ssh.keyFile", f"SSH key file {q} does not exist",
-                      "give the path of an existing private key, or remove keyFile to use the SSH agent")
+    yield from check("spec.ssh.keyFile", s.ssh.key_file, "file", "SSH key file",
+                     "give the path of an existing private key, or remove keyFile to use the SSH agent")
+    kh = local(s.ssh.known_hosts)
+    if kh.is_dir():
+        yield Problem("spec.ssh.knownHosts", f"known-hosts file {kh} is a directory, not a file",
+                      "give the path of a known_hosts file (it may not exist yet)")
     for i, h in _hosts(c):
-        if h.ssh and (q := missing(h.ssh.key_file)):
-            yield Problem(f"spec.hosts[{i}].ssh.keyFile", f"SSH key file {q} does not exist",
-                          "give the path of an existing private key")
+        if h.ssh:
+            yield from check(f"spec.hosts[{i}].ssh.keyFile", h.ssh.key_file, "file", "SSH key file",
+                             "give the path of an existing private key")
     for f in ("binaries", "images"):
-        if (q := missing(getattr(s.distribution, f))):
-            yield Problem(f"spec.distribution.{f}", f"directory {q} does not exist",
-                          "give an existing directory, or remove the field to download")
+        yield from check(f"spec.distribution.{f}", getattr(s.distribution, f), "dir", "",
+                         "give an existing directory, or remove the field to download")
     if s.datastore.type == "external":
         for f in ("ca_file", "cert_file", "key_file"):
-            if (q := missing(getattr(s.datastore, f))):
-                yield Problem(f"spec.datastore.{_camel(f)}", f"file {q} does not exist",
-                              "give the path of an existing file")
+            yield from check(f"spec.datastore.{_camel(f)}", getattr(s.datastore, f), "file", "",
+                             "give the path of an existing file")
 
 
 def addons(c: Cluster, base: Path) -> Iterator[Problem]:
@@ -298,6 +321,370 @@ def addons(c: Cluster, base: Path) -> Iterator[Problem]:
                               "MetalLB's layer-2 mode needs addresses in the node network")
 
 
+# ---- ports ---------------------------------------------------------------------------------
+#
+# Every TCP port a hakube component listens on, per host. The fixed ones mirror the
+# components (hakube/components: etcd, kube_apiserver, kubelet, haproxy, monitoring, k3s);
+# tests/unit/test_spec.py checks that they agree. Which hosts run what mirrors
+# hakube.topology.derive, which cannot be used here: it assumes a valid spec.
+
+ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380
+CONTROLLER_MANAGER_PORT, SCHEDULER_PORT = 10257, 10259
+KUBELET_PORT, KUBELET_HEALTHZ_PORT = 10250, 10248
+KUBE_PROXY_METRICS_PORT, KUBE_PROXY_HEALTHZ_PORT = 10249, 10256
+K3S_AGENT_LB_PORT = 6444  # k3s agent's client load balancer (lb-server-port), 127.0.0.1
+HAPROXY_HEALTH_PORT, HAPROXY_METRICS_PORT = 8404, 8405
+NODE_EXPORTER_PORT, PROMETHEUS_PORT, BLACKBOX_PORT = 9100, 9090, 9115
+ALERTMANAGER_PORT, ALERTMANAGER_CLUSTER_PORT = 9093, 9094
+
+
+@dataclass(frozen=True)
+class Listener:
+    port: int
+    what: str  # who listens
+    field: str | None = None  # the spec field that sets the port; None: fixed by hakube
+    soft: bool = False  # may not be a real listener on the host (SSH through NAT)
+
+
+def apiserver_port(c: Cluster) -> int:
+    """The port each apiserver listens on (as hakube.topology.derive computes it)."""
+    cp = c.spec.control_plane
+    placement = cp.load_balancer.placement
+    lb_on_server = placement == "servers" or (
+        placement == "dedicated" and any(h.has("server") for h in c.loadbalancers))
+    default = 6444 if lb_on_server and cp.endpoint.port == 6443 else 6443
+    return cp.apiserver_port or default
+
+
+def listeners(c: Cluster) -> dict[int, list[Listener]]:
+    """Host index -> the TCP ports hakube's components listen on there."""
+    s = c.spec
+    cp = s.control_plane
+    placement = cp.load_balancer.placement
+    k3s = s.distribution.name == "k3s"
+    etcd = s.datastore.type == "etcd"
+    api = Listener(apiserver_port(c), "k3s (supervisor and API)" if k3s else "kube-apiserver",
+                   "spec.controlPlane.apiserverPort" if cp.apiserver_port else None)
+    lb = cp.load_balancer.provider
+    lb_hosts = {"servers": c.servers, "dedicated": c.loadbalancers, "agents-local": c.agents}[placement]
+    lb_names = {h.name for h in lb_hosts}
+    mon = s.addons.monitoring
+    mon_names = set(mon.hosts) if mon.hosts is not None else {h.name for h in c.servers}
+    ingress = s.addons.ingress
+    out: dict[int, list[Listener]] = {}
+    for i, h in _hosts(c):
+        ls: list[Listener] = []
+        node = h.has("server") or h.has("agent")
+        if h.has("server"):
+            ls.append(api)
+            if etcd:
+                ls += [Listener(ETCD_CLIENT_PORT, "etcd (clients)"), Listener(ETCD_PEER_PORT, "etcd (peers)")]
+            ls += [Listener(CONTROLLER_MANAGER_PORT, "kube-controller-manager"),
+                   Listener(SCHEDULER_PORT, "kube-scheduler")]
+        elif h.has("agent") and k3s:
+            ls.append(Listener(K3S_AGENT_LB_PORT, "the k3s agent's load balancer"))
+        if node:
+            ls += [Listener(KUBELET_PORT, "kubelet"), Listener(KUBELET_HEALTHZ_PORT, "kubelet (healthz)"),
+                   Listener(KUBE_PROXY_METRICS_PORT, "kube-proxy (metrics)"),
+                   Listener(KUBE_PROXY_HEALTHZ_PORT, "kube-proxy (healthz)")]
+            if ingress.enabled:
+                ls += [Listener(ingress.http_node_port, "the ingress NodePort for http",
+                                "spec.addons.ingress.httpNodePort"),
+                       Listener(ingress.https_node_port, "the ingress NodePort for https",
+                                "spec.addons.ingress.httpsNodePort")]
+        if h.name in lb_names:
+            ls.append(Listener(cp.endpoint.port, f"the load balancer {lb}", "spec.controlPlane.endpoint.port"))
+            if lb == "haproxy":
+                ls.append(Listener(HAPROXY_HEALTH_PORT, "haproxy (health)"))
+                if mon.enabled and placement != "agents-local":
+                    ls.append(Listener(HAPROXY_METRICS_PORT, "haproxy (metrics)"))
+        if mon.enabled:
+            ls.append(Listener(NODE_EXPORTER_PORT, "node exporter"))
+            if h.name in mon_names:
+                ls += [Listener(PROMETHEUS_PORT, "Prometheus"), Listener(ALERTMANAGER_PORT, "Alertmanager"),
+                       Listener(ALERTMANAGER_CLUSTER_PORT, "Alertmanager (gossip)"),
+                       Listener(BLACKBOX_PORT, "blackbox exporter")]
+        ssh_port, ssh_field = s.ssh.port, "spec.ssh.port"
+        if h.ssh and h.ssh.port is not None:
+            ssh_port, ssh_field = h.ssh.port, f"spec.hosts[{i}].ssh.port"
+        ls.append(Listener(ssh_port, "sshd", ssh_field, soft=True))
+        out[i] = ls
+    return out
+
+
+def port_clashes(c: Cluster, base: Path) -> Iterator[Problem]:
+    """Two components on one host may not listen on one port."""
+    per_host = listeners(c)
+    taken = {ls.port for lss in per_host.values() for ls in lss}
+    found: dict[tuple, list[str]] = {}
+    for i, lss in per_host.items():
+        by_port: dict[int, list[Listener]] = {}
+        for ls in lss:
+            by_port.setdefault(ls.port, []).append(ls)
+        for port, who in sorted(by_port.items()):
+            if len({(w.what, w.field) for w in who}) > 1:
+                found.setdefault((port, tuple(dict.fromkeys(who))), []).append(c.spec.hosts[i].name)
+    for (port, who), hosts in found.items():
+        names = " and ".join(f"{w.what} (port from {w.field})" if w.field else w.what for w in who)
+        fields = [w.field for w in who if w.field]
+        movable = [w for w in who if w.field and not w.soft] or [w for w in who if w.field]
+        where = hosts[0] if len(hosts) == 1 else f"{len(hosts)} hosts ({', '.join(hosts)})"
+        if movable:
+            fix = f"give {movable[0].field} another port, e.g. {_free(c, movable[0], taken)}"
+        else:
+            fix = "this is a bug in hakube, please report it"
+        soft = all(w.soft or not w.field for w in who) and any(w.soft for w in who)
+        if soft:  # only sshd against a fixed port: sshd may sit behind a port forward
+            yield Problem(fields[0], f"port {port} on {where} is the SSH port and taken by "
+                          f"{' and '.join(w.what for w in who if not w.soft)}: if sshd listens on it "
+                          "there, that component cannot start", "move sshd to another port, or "
+                          "ignore this if the SSH port is forwarded", severity="warning")
+            continue
+        yield Problem(fields[0] if fields else "spec.hosts", f"port {port} on {where} is taken by both {names}", fix)
+
+
+def _free(c: Cluster, ls: Listener, taken: set[int]) -> int:
+    """A port no component takes, near the clashing one (in the NodePort range for NodePorts)."""
+    if "NodePort" in ls.what:
+        first, last = (int(x) for x in c.spec.network.node_port_range.split("-"))
+    else:
+        first, last = ls.port + 1, 65535
+    return next((p for p in range(first, last + 1) if p not in taken and p != ls.port), 1024)
+
+
+def node_ports(c: Cluster, base: Path) -> Iterator[Problem]:
+    """NodePorts lie in the NodePort range; host ports outside it."""
+    s = c.spec
+    first, last = (int(x) for x in s.network.node_port_range.split("-"))
+    ing = s.addons.ingress
+    if ing.enabled:
+        for f, port in (("httpNodePort", ing.http_node_port), ("httpsNodePort", ing.https_node_port)):
+            if not first <= port <= last:
+                yield Problem(f"spec.addons.ingress.{f}",
+                              f"{port} is outside spec.network.nodePortRange {first}-{last}: the "
+                              "apiserver refuses the ingress Service", f"use a port in {first}-{last}")
+        if ing.http_node_port == ing.https_node_port:
+            yield Problem("spec.addons.ingress.httpsNodePort",
+                          f"{ing.https_node_port} is the http NodePort too", "give http and https their own ports")
+    nodes = {i for i, h in _hosts(c) if h.has("server") or h.has("agent")}
+    reported = set()
+    for i, lss in listeners(c).items():
+        for ls in lss:
+            if (i in nodes and ls.field and "NodePort" not in ls.what and not ls.soft
+                    and first <= ls.port <= last and ls.field not in reported):
+                reported.add(ls.field)
+                yield Problem(ls.field, f"port {ls.port} of {ls.what} is inside spec.network.nodePortRange "
+                              f"{first}-{last}: kube-proxy sends that port to a Service once one is given "
+                              "it as NodePort", f"use a port outside {first}-{last}", severity="warning")
+
+
+# ---- extra arguments ------------------------------------------------------------------------
+#
+# Settings hakube hardens, per component, with what hakube sets ("" when it sets nothing and
+# the flag opens another way in). Changing one needs `securityOverrides: [COMPONENT:FLAG]`.
+
+_TLS = {"tls-cert-file": "its own certificate", "tls-private-key-file": "its own key",
+        "tls-cipher-suites": "", "tls-min-version": "", "client-ca-file": "the cluster CA"}
+SECURITY_FLAGS: dict[str, dict[str, str]] = {
+    "kube-apiserver": {
+        **_TLS, "anonymous-auth": "false", "authorization-mode": "Node,RBAC", "authorization-config": "",
+        "authorization-policy-file": "", "authorization-webhook-config-file": "",
+        "authentication-config": "", "authentication-token-webhook-config-file": "",
+        "token-auth-file": "", "basic-auth-file": "", "enable-bootstrap-token-auth": "",
+        "insecure-port": "0", "insecure-bind-address": "", "port": "", "address": "",
+        "profiling": "false", "enable-admission-plugins": "NodeRestriction",
+        "disable-admission-plugins": "", "admission-control": "",
+        "etcd-cafile": "the etcd CA", "etcd-certfile": "its own etcd client certificate",
+        "etcd-keyfile": "its own etcd client key", "tls-sni-cert-key": "",
+        "kubelet-certificate-authority": "the cluster CA",
+        "kubelet-client-certificate": "its own kubelet client certificate",
+        "kubelet-client-key": "its own kubelet client key",
+        "proxy-client-cert-file": "its own front-proxy certificate",
+        "proxy-client-key-file": "its own front-proxy key",
+        "requestheader-client-ca-file": "the front-proxy CA",
+        "requestheader-allowed-names": "front-proxy-client", "requestheader-username-headers": "X-Remote-User",
+        "requestheader-group-headers": "X-Remote-Group",
+        "requestheader-extra-headers-prefix": "X-Remote-Extra-",
+        "service-account-key-file": "its own key", "service-account-signing-key-file": "its own key",
+        "service-account-issuer": "", "kubelet-https": "",
+    },
+    "kubelet": {
+        **_TLS, "anonymous-auth": "false", "authentication-token-webhook": "true",
+        "authorization-mode": "Webhook", "read-only-port": "0",
+        "rotate-certificates": "false", "rotate-server-certificates": "false",
+        "kubeconfig": "its own kubeconfig", "bootstrap-kubeconfig": "", "config": "its own config file",
+        "enable-server": "", "enable-debugging-handlers": "",
+    },
+    "kube-controller-manager": {
+        **_TLS, "profiling": "false", "bind-address": "127.0.0.1", "port": "0", "address": "",
+        "secure-port": "", "kubeconfig": "its own kubeconfig", "authentication-kubeconfig": "its own kubeconfig",
+        "authorization-kubeconfig": "its own kubeconfig", "authorization-always-allow-paths": "",
+        "use-service-account-credentials": "true", "service-account-private-key-file": "its own key",
+        "root-ca-file": "the cluster CA", "cluster-signing-cert-file": "the cluster CA",
+        "cluster-signing-key-file": "the cluster CA key", "requestheader-client-ca-file": "",
+    },
+    "kube-scheduler": {
+        **_TLS, "profiling": "false", "bind-address": "127.0.0.1", "port": "0", "address": "",
+        "secure-port": "", "kubeconfig": "its own kubeconfig", "authentication-kubeconfig": "its own kubeconfig",
+        "authorization-kubeconfig": "its own kubeconfig", "authorization-always-allow-paths": "",
+        "requestheader-client-ca-file": "",
+    },
+    "kube-proxy": {"kubeconfig": "its own kubeconfig"},
+    "etcd": {
+        "client-cert-auth": "true", "peer-client-cert-auth": "true", "cert-file": "", "key-file": "",
+        "trusted-ca-file": "", "peer-cert-file": "", "peer-key-file": "", "peer-trusted-ca-file": "",
+        "auto-tls": "false", "peer-auto-tls": "false", "listen-client-urls": "", "listen-peer-urls": "",
+        "enable-pprof": "false", "cipher-suites": "", "tls-min-version": "",
+    },
+    "k3s": {
+        "write-kubeconfig-mode": "", "write-kubeconfig": "",  # the admin kubeconfig, root-only
+    },
+}
+# Flags hakube derives from spec fields (or must own): never overridden, set the field.
+MANAGED_FLAGS: dict[str, dict[str, str]] = {
+    "kube-apiserver": {
+        "secure-port": "spec.controlPlane.apiserverPort", "advertise-address": "spec.hosts[].address",
+        "service-cluster-ip-range": "spec.network.serviceCIDR",
+        "service-node-port-range": "spec.network.nodePortRange", "feature-gates": "spec.kubernetes.featureGates",
+        "etcd-servers": "spec.datastore.endpoints", "bind-address": "",
+    },
+    "kubelet": {
+        "hostname-override": "spec.hosts[].name", "node-ip": "spec.hosts[].address",
+        "node-labels": "spec.hosts[].labels", "register-with-taints": "spec.hosts[].taints",
+        "feature-gates": "spec.kubernetes.featureGates", "cluster-dns": "spec.network.clusterDNS",
+        "cluster-domain": "spec.network.clusterDomain", "pod-cidr": "spec.network.podCIDR",
+        "cgroup-driver": "", "container-runtime-endpoint": "", "container-runtime": "",
+    },
+    "k3s": {
+        "https-listen-port": "spec.controlPlane.apiserverPort", "cluster-cidr": "spec.network.podCIDR",
+        "service-cidr": "spec.network.serviceCIDR", "cluster-dns": "spec.network.clusterDNS",
+        "cluster-domain": "spec.network.clusterDomain", "service-node-port-range": "spec.network.nodePortRange",
+        "flannel-backend": "spec.k3s.flannelBackend", "flannel-iface": "spec.hosts[].interface",
+        "node-name": "spec.hosts[].name", "node-ip": "spec.hosts[].address",
+        "datastore-endpoint": "spec.datastore.endpoints", "datastore-cafile": "spec.datastore.caFile",
+        "datastore-certfile": "spec.datastore.certFile", "datastore-keyfile": "spec.datastore.keyFile",
+        "server": "spec.controlPlane.endpoint", "cluster-init": "", "cluster-reset": "",
+        "cluster-reset-restore-path": "", "token": "", "token-file": "", "agent-token": "",
+        "agent-token-file": "", "config": "",
+    },
+    "etcd": {"heartbeat-interval": "spec.datastore.etcd.heartbeatIntervalMs",
+             "election-timeout": "spec.datastore.etcd.electionTimeoutMs"},
+}
+# k3s flags whose value is `FLAG=VALUE` for an embedded component.
+K3S_COMPONENT_ARGS = {"kube-apiserver-arg": "kube-apiserver", "kubelet-arg": "kubelet",
+                      "kube-controller-manager-arg": "kube-controller-manager",
+                      "kube-scheduler-arg": "kube-scheduler", "kube-proxy-arg": "kube-proxy",
+                      "etcd-arg": "etcd"}
+
+
+def _weakens(component: str, flag: str, value: str | None) -> bool:
+    if component == "kube-apiserver" and flag == "enable-admission-plugins" and value is not None:
+        return "NodeRestriction" not in value.split(",")  # adding plugins is fine
+    return flag in SECURITY_FLAGS.get(component, {})
+
+
+def extra_args(c: Cluster, base: Path) -> Iterator[Problem]:
+    """Extra arguments may not silently undo hakube's hardening or its derived settings."""
+    s = c.spec
+    blocks = []
+    if s.kubernetes is not None:
+        k = s.kubernetes
+        flags = []
+        for field, comp in (("apiserver_extra_args", "kube-apiserver"), ("kubelet_extra_args", "kubelet")):
+            for name, value in getattr(k, field).items():
+                flags.append((f"spec.kubernetes.{_camel(field)}.{name}", comp, name.removeprefix("--"), value))
+        blocks.append(("spec.kubernetes", k.security_overrides, flags, []))
+    if s.k3s is not None:
+        k3 = s.k3s
+        flags, problems = [], []
+        for field in ("extra_server_args", "extra_agent_args"):
+            f, p = _k3s_flags(f"spec.k3s.{_camel(field)}", getattr(k3, field))
+            flags += f
+            problems += p
+        blocks.append(("spec.k3s", k3.security_overrides, flags, problems))
+    for block, allowed, flags, problems in blocks:
+        yield from problems
+        used: set[str] = set()
+        seen: dict[tuple[str, str], str] = {}
+        for path, comp, flag, value in flags:
+            key = f"{comp}:{flag}"
+            shown = f"--{flag}" + (f"={value}" if value is not None else "")
+            if (comp, flag) in seen and not path.startswith("spec.k3s"):
+                yield Problem(path, f"--{flag} is given twice ({seen[(comp, flag)]} too)", "keep one of them")
+            seen.setdefault((comp, flag), path)
+            if flag in MANAGED_FLAGS.get(comp, {}):
+                field = MANAGED_FLAGS[comp][flag]
+                if field:
+                    yield Problem(path, f"{comp} --{flag} is set by hakube from {field}",
+                                  f"set {field} instead, and remove this argument")
+                else:
+                    yield Problem(path, f"{comp} --{flag} is set by hakube, which depends on its value",
+                                  "remove this argument")
+            elif _weakens(comp, flag, value):
+                sets = SECURITY_FLAGS[comp][flag]
+                now = "" if not sets else (f" (hardened: --{flag}={sets})" if " " not in sets
+                                           else f" (hakube sets it to {sets})")
+                if key in allowed:
+                    used.add(key)
+                    yield Problem(path, f"{comp} {shown} overrides a security setting{now}; allowed by "
+                                  f"{block}.securityOverrides", "remove the override to keep hakube's "
+                                  "hardening", severity="warning")
+                else:
+                    yield Problem(path, f"{comp} {shown} changes a security setting{now}",
+                                  f"remove it, or allow it knowingly: {block}.securityOverrides: [{key}]")
+        for i, key in enumerate(allowed):
+            comp, _, flag = key.partition(":")
+            if flag not in SECURITY_FLAGS.get(comp, {}):
+                yield Problem(f"{block}.securityOverrides[{i}]",
+                              f"{key} is not a setting hakube guards; it needs no override", "remove it",
+                              severity="warning")
+            elif key not in used:
+                yield Problem(f"{block}.securityOverrides[{i}]", f"no extra argument in {block} changes {key}",
+                              "remove it", severity="warning")
+
+
+def _k3s_flags(field: str, args: list[str]) -> tuple[list, list[Problem]]:
+    """k3s arguments -> (path, component, flag, value) for each flag, and syntax problems.
+
+    `--name=value` or `--name` followed by its value; `--kubelet-arg=max-pods=200` and the
+    like are judged as the inner component's flag (kubelet --max-pods).
+    """
+    flags, problems = [], []
+    pending = None
+    for i, a in enumerate(args):
+        path = f"{field}[{i}]"
+        if not a.startswith("-"):
+            if pending is None:
+                problems.append(Problem(path, f"{a!r} is no flag and follows no flag that takes a value",
+                                        "write each flag as --name=value"))
+                continue
+            flags.remove(pending)
+            _, comp, flag, _ = pending
+            flags.append((path, comp, flag, a))
+            pending = None
+            continue
+        name, eq, value = a.lstrip("-").partition("=")
+        entry = (path, "k3s", name, value if eq else None)
+        flags.append(entry)
+        pending = None if eq else entry
+    out = []
+    for path, comp, flag, value in flags:
+        inner = K3S_COMPONENT_ARGS.get(flag)
+        out.append((path, comp, flag, value))
+        if inner is None:
+            continue
+        if value is None:
+            problems.append(Problem(path, f"--{flag} needs a value FLAG=VALUE", f"e.g. --{flag}=v=2"))
+            continue
+        iname, ieq, ivalue = value.removeprefix("--").partition("=")
+        if not FLAG_NAME.fullmatch(iname):
+            problems.append(Problem(path, f"{iname!r} in --{flag} is not a flag name",
+                                    f"write --{flag}=NAME=VALUE, e.g. --kubelet-arg=max-pods=200"))
+            continue
+        out.append((path, inner, iname, ivalue if ieq else None))
+    return out, problems
+
+
 def parse_range(r: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
     """'10.0.0.240/28' or '10.0.0.240-10.0.0.250' -> (first, last)."""
     try:
@@ -332,4 +719,7 @@ RULES = [
     datastore,
     files_exist,
     addons,
+    port_clashes,
+    node_ports,
+    extra_args,
 ]

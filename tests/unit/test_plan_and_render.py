@@ -38,9 +38,10 @@ def _modes(root: Path) -> dict[str, str]:
 def test_plan_matches_fixture(spec: str) -> None:
     got = json.dumps(topology(spec).as_dict(), indent=2, sort_keys=True) + "\n"
     expected = FIXTURES / "plans" / f"{spec}.json"
-    if UPDATE or not expected.exists():
+    if UPDATE:
         expected.parent.mkdir(exist_ok=True)
         expected.write_text(got)
+    assert expected.exists(), f"{expected} is missing: regenerate with HAKUBE_UPDATE_GOLDEN=1 and review"
     assert got == expected.read_text()
 
 
@@ -49,15 +50,27 @@ def test_rendered_tree_matches_fixture(spec: str, tmp_path: Path) -> None:
     rendered(spec).write(tmp_path)
     golden = FIXTURES / "rendered" / spec
     modes_file = FIXTURES / "rendered" / f"{spec}.modes.json"
-    if UPDATE or not golden.exists():
+    if UPDATE:
         shutil.rmtree(golden, ignore_errors=True)
         shutil.copytree(tmp_path, golden)
         modes_file.write_text(json.dumps(_modes(tmp_path), indent=1, sort_keys=True) + "\n")
+    assert golden.is_dir() and modes_file.exists(), (
+        f"{golden} is missing: regenerate with HAKUBE_UPDATE_GOLDEN=1 and review")
     got, want = _tree(tmp_path), _tree(golden)
     assert sorted(got) == sorted(want), "files added or removed"
     for path in got:
         assert got[path] == want[path], f"{path} differs from the golden file"
     assert _modes(tmp_path) == json.loads(modes_file.read_text()), "file modes differ from the golden manifest"
+
+
+def test_no_golden_without_its_spec() -> None:
+    """A golden file whose spec is gone (or misnamed) is stale: it must fail, not linger."""
+    plans = {p.stem for p in (FIXTURES / "plans").glob("*.json")}
+    trees = {p.name for p in (FIXTURES / "rendered").iterdir() if p.is_dir()}
+    modes = {p.name.removesuffix(".modes.json") for p in (FIXTURES / "rendered").glob("*.modes.json")}
+    for kind, names in (("plan", plans), ("rendered tree", trees), ("modes manifest", modes)):
+        assert names == set(SPECS), f"{kind} goldens without a spec: {sorted(names - set(SPECS))}; " \
+                                    f"specs without one: {sorted(set(SPECS) - names)}"
 
 
 @pytest.mark.parametrize("spec", SPECS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ... import paths
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, UnsafeValue, template
 from ...topology import HostPlan, Topology
 
 CONFIG = "/etc/etcd/etcd.conf.yml"
@@ -38,6 +38,15 @@ class EtcdMember:
     @property
     def client_url(self) -> str:
         return f"https://{self.address}:2379"
+
+    @property
+    def initial_cluster_value(self) -> str:
+        """etcd's `initial-cluster`: name=peer-URL pairs, comma-separated. A `,` or `=` in a
+        name or URL would make up other members, and is refused."""
+        for part in (p for pair in self.initial_cluster for p in pair):
+            if "," in part or "=" in part:
+                raise UnsafeValue(part, "',' and '=' separate the members of initial-cluster", "etcd.conf.yml")
+        return ",".join(f"{name}={url}" for name, url in self.initial_cluster)
 
 
 def peer_url(address: str) -> str:

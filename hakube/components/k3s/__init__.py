@@ -30,8 +30,7 @@ from dataclasses import dataclass
 
 from ... import paths
 from ...topology import HostPlan, Topology
-from ..base import File, RenderContext, template
-from ..kube_apiserver import systemd_quote
+from ..base import File, RenderContext, systemd_quote, template
 from ..kubeconfig import node_api_url
 from ..kubelet import node_labels, registration_taints
 
@@ -118,7 +117,7 @@ def config_for(topo: Topology, host: HostPlan, new_cluster: bool | None = None) 
     )
     if not server:
         return K3sConfig(role="agent", server_url=node_api_url(topo, host), cluster_init=False,
-                         extra_args=tuple(systemd_quote(a) for a in (k3s.extra_agent_args if k3s else [])),
+                         extra_args=tuple(systemd_quote(a, "k3s-agent.service") for a in (k3s.extra_agent_args if k3s else [])),
                          **common)
 
     ds = spec.datastore
@@ -135,7 +134,7 @@ def config_for(topo: Topology, host: HostPlan, new_cluster: bool | None = None) 
         role="server",
         server_url=None if (cluster_init or not embedded) else node_api_url(topo, host),
         cluster_init=cluster_init,
-        extra_args=tuple(systemd_quote(a) for a in (k3s.extra_server_args if k3s else [])),
+        extra_args=tuple(systemd_quote(a, "k3s.service") for a in (k3s.extra_server_args if k3s else [])),
         https_listen_port=topo.apiserver_port,
         tls_sans=tls_sans(topo),
         cluster_cidr=str(spec.network.pod_cidr),

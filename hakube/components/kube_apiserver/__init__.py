@@ -14,11 +14,12 @@ Version-aware flags (minor version of spec.distribution.version):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ... import paths
 from ...topology import HostPlan, Topology
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, UnsafeValue, systemd_quote, template
 
 UNIT = "/etc/systemd/system/kube-apiserver.service"
 BINARY = f"{paths.BIN}/kube-apiserver"
@@ -41,24 +42,18 @@ class APIServer:
     extra_args: tuple[str, ...]  # spec.kubernetes.apiserverExtraArgs, quoted for systemd
 
 
-def systemd_quote(arg: str) -> str:
-    """One command-line word as systemd's ExecStart= reads it.
-
-    `%` starts a specifier and `$` a variable in ExecStart=, so both are doubled; a word
-    with spaces or quotes is wrapped in double quotes.
-    """
-    out = arg.replace("%", "%%").replace("$", "$$")
-    if any(c in out for c in " \t\"'\\;"):
-        out = '"' + out.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return out
-
-
-def flag_args(args: dict[str, str]) -> tuple[str, ...]:
-    """`{name: value}` from the spec as `--name=value` words, sorted: deterministic."""
-    return tuple(systemd_quote(f"--{k.lstrip('-')}={v}") for k, v in sorted(args.items()))
+def flag_args(args: dict[str, str], where: str = "kube-apiserver.service") -> tuple[str, ...]:
+    """`{name: value}` from the spec as `--name=value` words, sorted: deterministic.
+    Each word is quoted for ExecStart= (`systemd_quote`, shared by every unit template)."""
+    return tuple(systemd_quote(f"--{k.lstrip('-')}={v}", where) for k, v in sorted(args.items()))
 
 
 def feature_gates(gates: dict[str, bool]) -> str:
+    """`--feature-gates=` value: "A=true,B=false", sorted. A gate is a CamelCase name: one with
+    `,` or `=` in it would set other gates than the one it names, and is refused."""
+    for name in gates:
+        if not re.fullmatch(r"[A-Za-z0-9]+", name):
+            raise UnsafeValue(name, "a feature gate name has only letters and digits", "--feature-gates")
     return ",".join(f"{k}={'true' if v else 'false'}" for k, v in sorted(gates.items()))
 
 

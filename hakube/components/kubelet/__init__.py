@@ -34,9 +34,9 @@ from dataclasses import dataclass
 
 from ... import paths
 from ...topology import HostPlan, Topology
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, UnsafeValue, template
 from ..containerd import CGROUP_DRIVER, RUNTIME_ENDPOINT, pause_image
-from ..kube_apiserver import flag_args, systemd_quote
+from ..kube_apiserver import flag_args
 
 CONFIG = f"{paths.K8S}/kubelet-config.yaml"
 UNIT = "/etc/systemd/system/kubelet.service"
@@ -103,11 +103,18 @@ class KubeletConfig:
 
     @property
     def labels_flag(self) -> str:
-        return systemd_quote(",".join(f"{k}={v}" for k, v in self.labels))
+        return ",".join(_list_item(f"{k}={v}", "--node-labels") for k, v in self.labels)
 
     @property
     def taints_flag(self) -> str:
-        return systemd_quote(",".join(str(t) for t in self.taints))
+        return ",".join(_list_item(str(t), "--register-with-taints") for t in self.taints)
+
+
+def _list_item(item: str, where: str) -> str:
+    """One entry of a comma-separated flag value: a comma in it would add another entry."""
+    if "," in item:
+        raise UnsafeValue(item, "a ',' would split it into two entries", where)
+    return item
 
 
 def config_for(topo: Topology, host: HostPlan) -> KubeletConfig:
@@ -131,7 +138,7 @@ def config_for(topo: Topology, host: HostPlan) -> KubeletConfig:
         remote_runtime_flag=minor < (1, 24),
         pod_infra_image=pause_image(minor) if (1, 24) <= minor < (1, 27) else None,
         feature_gates=tuple(sorted(k8s.feature_gates.items())) if k8s else (),
-        extra_args=flag_args(k8s.kubelet_extra_args) if k8s else (),
+        extra_args=flag_args(k8s.kubelet_extra_args, "kubelet.service") if k8s else (),
     )
 
 

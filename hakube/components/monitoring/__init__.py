@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 
 from ... import paths
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, regex_escape, template
 from ...topology import HostPlan, Topology
 from .. import haproxy
 
@@ -151,7 +151,7 @@ class MonitoringConfig:
 
     @property
     def vip_hosts_regex(self) -> str:
-        return "|".join(t.host for t in self.vip_hosts)
+        return "|".join(regex_escape(t.host) for t in self.vip_hosts)
 
     def alertmanager_peers(self, name: str) -> tuple[Target, ...]:
         """The other Alertmanagers this host's Alertmanager gossips with."""
