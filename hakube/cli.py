@@ -246,7 +246,7 @@ def kubeconfig(
 
     Example: hakube kubeconfig cluster.yaml -o demo.kubeconfig && kubectl --kubeconfig demo.kubeconfig get nodes
     """
-    from .engine.deploy import admin_client
+    from .verify.clients import admin_client
     from .kubeconfig import kubeconfig_text, merge_into, write_kubeconfig
 
     loaded = _load(file)

@@ -36,7 +36,7 @@ def kubeconfig_text(topo: Topology, state_dir: Path) -> str:
         yaml.safe_dump(doc, sort_keys=False)
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".hakube-tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -51,7 +51,7 @@ def write_kubeconfig(topo: Topology, state_dir: Path, path: Path) -> bool:
     text = kubeconfig_text(topo, state_dir)
     if path.exists() and path.read_text() == text and path.stat().st_mode & 0o777 == 0o600:
         return False
-    _write_private(path, text)
+    write_private(path, text)
     return True
 
 
@@ -66,4 +66,4 @@ def merge_into(target: Path, source_text: str, name: str) -> None:
         cur[key] = [e for e in (cur.get(key) or []) if e.get("name") not in names] + new[key]
     if not cur.get("current-context"):
         cur["current-context"] = name
-    _write_private(target, yaml.safe_dump(cur, sort_keys=False))
+    write_private(target, yaml.safe_dump(cur, sort_keys=False))

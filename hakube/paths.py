@@ -71,7 +71,7 @@ MONITORING_ETCD_CLIENT_KEY = f"{PROMETHEUS_PKI}/etcd-client.key"
 
 # hakube's own helper scripts and the node-exporter textfile directory
 LIBEXEC = "/usr/local/lib/hakube"
-# hakube's bookkeeping on a host (the digest book of big files; see engine/facts.py)
+# hakube's bookkeeping on a host (the digest book of big files; see facts/host.py)
 STATE_DIR = "/var/lib/hakube"
 # keepalived's current VRRP state, written by its notify script, read by `hakube status`
 VRRP_STATE = "/run/hakube/vrrp-state"

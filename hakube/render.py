@@ -18,7 +18,7 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .components import COMPONENTS
@@ -38,6 +38,11 @@ MARKER_TEXT = ("This folder was written by `hakube render`. A new render replace
 class Rendered:
     hosts: dict[str, list[File]]  # host name -> files, sorted by path
     cluster: list[File]  # manifests and templates applied once per cluster
+    # host name -> component module name -> its files (the deploy converges per component)
+    by_component: dict[str, dict[str, list[File]]] = field(default_factory=dict, compare=False)
+
+    def component_files(self, host: str, module) -> list[File]:
+        return self.by_component.get(host, {}).get(module.__name__, [])
 
     def write(self, out: Path) -> list[Path]:
         """Write DIR/<host>/<absolute path> and DIR/_cluster/<path>; returns what was written.
@@ -69,12 +74,17 @@ def _relative(where: str, path: str) -> Path:
 
 
 def render(topo: Topology, secrets: Secrets) -> Rendered:
+    """Every file of every host and of the cluster: the one render path (`hakube render`,
+    `hakube up` and its add-ons), with its check that no two components claim one path."""
     ctx = RenderContext(topo=topo, secrets=secrets)
     hosts: dict[str, list[File]] = {}
+    by_component: dict[str, dict[str, list[File]]] = {}
     for h in topo.hosts:
         files: dict[str, File] = {}
         for comp in COMPONENTS:
-            for f in _files(comp, f"host {h.name if h.name.isprintable() else repr(h.name)}", comp.host_files, ctx, h):
+            mine = _files(comp, f"host {h.name if h.name.isprintable() else repr(h.name)}", comp.host_files, ctx, h)
+            by_component.setdefault(h.name, {})[comp.__name__] = mine
+            for f in mine:
                 if f.path in files:
                     raise RuntimeError(f"{comp.__name__} and another component both render {f.path} on {h.name}")
                 files[f.path] = f
@@ -85,7 +95,7 @@ def render(topo: Topology, secrets: Secrets) -> Rendered:
             if f.path in cluster:
                 raise RuntimeError(f"{comp.__name__} renders cluster file {f.path} twice")
             cluster[f.path] = f
-    return Rendered(hosts=hosts, cluster=[cluster[p] for p in sorted(cluster)])
+    return Rendered(hosts=hosts, cluster=[cluster[p] for p in sorted(cluster)], by_component=by_component)
 
 
 def _files(comp, whose: str, fn, *args) -> list[File]:

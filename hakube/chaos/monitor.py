@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from ..facts import etcd as etcd_facts
+from ..facts import haproxy as haproxy_facts
+from ..facts import vip as vip_facts
 from ..topology import Topology
 from ..transport import Connector
 
@@ -89,10 +92,10 @@ class Monitor:
             if c is None:
                 return None
             try:
-                r = await asyncio.wait_for(c.run(f"ip -o -4 addr show to {vip}/32", check=False), 1.0)
+                r = await asyncio.wait_for(c.run(vip_facts.holds_command(vip), check=False), 1.0)
             except asyncio.TimeoutError:
                 return None
-            return h if r.ok and r.stdout.strip() else None
+            return h if r.ok and vip_facts.parse_holds(r.stdout) else None
 
         async def sample():
             t = self.now()
@@ -105,8 +108,8 @@ class Monitor:
             try:
                 r = await self.etcd.post(f"https://{self.topo.address(s)}:2379/v3/maintenance/status", json={},
                                          timeout=0.8)
-                st = r.json()
-                self._names[format(int(st["header"]["member_id"]), "x")] = s
+                st = etcd_facts.parse_status(r.json())
+                self._names[st.member_id] = s
                 return st
             except Exception:
                 return None
@@ -114,12 +117,12 @@ class Monitor:
         async def sample():
             t = self.now()
             res = await asyncio.gather(*(one(s) for s in self.topo.servers))
-            live = [r for r in res if r and r.get("leader") not in (None, "0")]
-            terms = [int(r.get("raftTerm", 0)) for r in live]
+            live = [r for r in res if r and r.leader_id is not None]
+            terms = [r.raft_term for r in live]
             leader = None
             if live:
-                top = max(live, key=lambda r: int(r.get("raftTerm", 0)))
-                leader = self._names.get(format(int(top["leader"]), "x"), format(int(top["leader"]), "x"))
+                top = max(live, key=lambda r: r.raft_term)
+                leader = self._names.get(top.leader_id, top.leader_id)
             self.leader.add(t, (leader, max(terms) if terms else 0))
             # members that answer at all: one between leaders (an election) still counts
             self.members.add(t, len([r for r in res if r]))
@@ -131,20 +134,12 @@ class Monitor:
             if c is None:
                 return h, None
             try:
-                r = await asyncio.wait_for(c.run(
-                    "echo 'show servers state kube-apiserver' | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock",
-                    check=False), 1.0)
+                r = await asyncio.wait_for(c.run(haproxy_facts.SHOW_STAT, check=False), 1.0)
             except asyncio.TimeoutError:
                 return h, None
             if not r.ok:
                 return h, None
-            states = {}
-            for line in r.stdout.splitlines():
-                parts = line.split()
-                # "show servers state": be_id be_name srv_id srv_name srv_addr srv_op_state ...
-                if len(parts) > 5 and parts[1] == "kube-apiserver" and not parts[3].endswith("-fallback"):
-                    states[parts[3]] = "UP" if parts[5] == "2" else ("DOWN" if parts[5] == "0" else "CHANGING")
-            return h, states
+            return h, {b.server: "UP" if b.up else "DOWN" for b in haproxy_facts.parse_show_stat(r.stdout)}
 
         async def sample():
             t = self.now()

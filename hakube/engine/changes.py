@@ -10,7 +10,7 @@ from pathlib import Path
 from ..components.base import File
 from ..pki import PKIFile
 from ..transport import Connector
-from .facts import RemoteFile, file_states, read_text
+from ..facts.host import RemoteFile, file_states, read_text
 
 
 @dataclass(frozen=True)
@@ -106,4 +106,7 @@ class PhaseReport:
 
     name: str
     changes: list[str] = field(default_factory=list)
+    # "host: sentence" of every action the phase's plans held, dry run or not: a dry run's
+    # list is what the run then does (plan.execute)
+    planned: list[str] = field(default_factory=list)
     seconds: float = 0.0

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import paths
-from ..components import etcd, haproxy, keepalived, kube_apiserver, kube_controller_manager, kube_scheduler, nginx
+from ..components import (cni, containerd, etcd, haproxy, keepalived, kube_apiserver, kube_controller_manager,
+                          kube_proxy, kube_scheduler, kubelet, nginx)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,35 @@ NGINX = Service("nginx", (nginx,))
 # The track scripts are read afresh at every run: changing them needs no restart.
 KEEPALIVED = Service("keepalived", (keepalived,), ignore=(keepalived.CHECK_SCRIPT, keepalived.MAJORITY_SCRIPT,
                                                           keepalived.NOTIFY_SCRIPT))
+
+# every node (servers too): the runtime, the pod network, the kubelet, kube-proxy
+CONTAINERD = Service("containerd", (containerd,))
+POD_ROUTES = Service("hakube-pod-routes", (cni,))
+KUBELET = Service("kubelet", (kubelet,),
+                  (paths.CA_CRT, paths.KUBELET_CLIENT_CRT, paths.KUBELET_CLIENT_KEY, paths.KUBELET_SERVING_CRT,
+                   paths.KUBELET_SERVING_KEY), f"{paths.BIN}/kubelet", borrowed=(paths.KUBECONFIG_KUBELET,))
+KUBE_PROXY = Service("kube-proxy", (kube_proxy,), (paths.CA_CRT, paths.KUBE_PROXY_CRT, paths.KUBE_PROXY_KEY),
+                     f"{paths.BIN}/kube-proxy", borrowed=(paths.KUBECONFIG_KUBE_PROXY,))
+
+# Each Debian-packaged service and the rendered files it reads (components/monitoring renders
+# them all; a change restarts only the service that reads the file).
+MONITORING = [
+    ("node-exporter", Service("prometheus-node-exporter", (), borrowed=("/etc/default/prometheus-node-exporter",))),
+    ("prometheus", Service("prometheus", (), (paths.MONITORING_CA_CRT, paths.MONITORING_ETCD_CA_CRT,
+                                               paths.MONITORING_CLIENT_CRT, paths.MONITORING_CLIENT_KEY,
+                                               paths.MONITORING_ETCD_CLIENT_CRT, paths.MONITORING_ETCD_CLIENT_KEY),
+                           borrowed=("/etc/default/prometheus", "/etc/prometheus/prometheus.yml",
+                                     "/etc/prometheus/rules/hakube-ha.rules.yml"))),
+    ("alertmanager", Service("prometheus-alertmanager", (), borrowed=("/etc/default/prometheus-alertmanager",
+                                                                      "/etc/prometheus/alertmanager.yml"))),
+    ("blackbox-exporter", Service("prometheus-blackbox-exporter", (), (paths.MONITORING_CA_CRT,),
+                                  borrowed=("/etc/default/prometheus-blackbox-exporter", "/etc/prometheus/blackbox.yml"))),
+]
+# The VIP-presence exporter: a timer; its script is read afresh at every run.
+VIP_PRESENCE = Service("hakube-vip-presence.timer", (),
+                       borrowed=("/etc/systemd/system/hakube-vip-presence.service",
+                                 "/etc/systemd/system/hakube-vip-presence.timer", f"{paths.LIBEXEC}/vip-presence"),
+                       ignore=(f"{paths.LIBEXEC}/vip-presence",))
 
 CONTROL_PLANE = (KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER)
 LOAD_BALANCERS = {"haproxy": HAPROXY, "nginx": NGINX}

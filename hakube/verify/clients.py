@@ -24,3 +24,8 @@ def etcd_client(state_dir: Path, timeout: float = 3.0) -> httpx.AsyncClient:
     """etcd's JSON gateway with the health-check client certificate; TLS verified."""
     return httpx.AsyncClient(verify=tls_context(state_dir / "pki", "etcd-ca", "etcd-healthcheck-client"),
                              timeout=timeout)
+
+
+def admin_client(state_dir: Path, timeout: float = 5.0) -> httpx.Client:
+    """A blocking HTTPS client with the cluster CA (verification ON) and the admin certificate."""
+    return httpx.Client(verify=tls_context(state_dir / "pki", "ca", "admin"), timeout=timeout)

@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import httpx
 
-from .. import paths, state
+from .. import state
 from ..spec import Loaded
 from ..topology import Topology, derive
+from ..facts import etcd as etcd_facts
+from ..facts import haproxy as haproxy_facts
+from ..facts import kube
+from ..facts import vip as vip_facts
 from ..transport import Connector, SSHConnector
 from ..transport.targets import ssh_targets
 from .clients import api_client, etcd_client
@@ -126,6 +131,17 @@ class Status:
         return f"degraded: {'; '.join(self.problems)}" + ("" if any(p.startswith("etcd") for p in self.problems)
                                                          else f"; {etcd}")
 
+    @classmethod
+    def from_facts(cls, d: dict) -> Status:
+        """A Status from gathered facts as `as_dict` writes them (no verdict: `judge` adds it)."""
+        kinds = {"etcd": EtcdMemberStatus, "vip_members": VipMember, "backends": Backend,
+                 "apiservers": Apiserver, "nodes": Node, "coredns": CoreDNSPod}
+        fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__
+                  and k not in ("problems", "notes")}
+        for key, kind in kinds.items():
+            fields[key] = [kind(**x) for x in fields.get(key, [])]
+        return cls(**fields)
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d.update(healthy=self.healthy, verdict=self.verdict, vipHolders=self.vip_holders,
@@ -143,17 +159,15 @@ async def _etcd(topo: Topology, client: httpx.AsyncClient) -> list[EtcdMemberSta
         try:
             r = await client.post(f"{ep}/v3/maintenance/status", json={})
             r.raise_for_status()
-            st = r.json()
-            m.member_id = format(int(st["header"]["member_id"]), "x")
-            m.leader = st.get("leader") == st["header"]["member_id"]
-            m.raft_term = int(st.get("raftTerm", st["header"].get("raft_term", 0)))
-            m.raft_index = int(st.get("raftIndex", 0))
-            m.db_size = int(st.get("dbSize", 0))
+            st = etcd_facts.parse_status(r.json())
+            m.member_id, m.leader = st.member_id, st.is_leader
+            m.raft_term, m.raft_index, m.db_size = st.raft_term, st.raft_index, st.db_size
             h = await client.get(f"{ep}/health")
-            m.healthy = h.status_code == 200 and h.json().get("health") == "true"
-            if not m.healthy:
-                m.error = h.json().get("reason", "unhealthy") if h.status_code == 200 else f"HTTP {h.status_code}"
-            if "leader" not in st or st.get("leader") in (None, "0", 0):
+            if h.status_code == 200:
+                m.healthy, m.error = etcd_facts.parse_health(h.json())
+            else:
+                m.healthy, m.error = False, f"HTTP {h.status_code}"
+            if st.leader_id is None:
                 m.healthy, m.error = False, "no leader"
         except (httpx.HTTPError, ValueError, KeyError) as e:
             m.error = _short(e)
@@ -193,13 +207,7 @@ async def _through_endpoint(topo: Topology, client: httpx.AsyncClient, st: Statu
         st.endpoint_ready = False
         return
     if nodes.status_code == 200:
-        for n in nodes.json()["items"]:
-            cond = {c["type"]: c["status"] for c in n["status"].get("conditions", [])}
-            labels = n["metadata"].get("labels", {})
-            # kubelets may not set node-role.kubernetes.io/* themselves; hakube labels its role
-            roles = ",".join(sorted({k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")}
-                                    | ({labels["hakube.dev/role"]} if "hakube.dev/role" in labels else set())))
-            st.nodes.append(Node(n["metadata"]["name"], cond.get("Ready") == "True", roles))
+        st.nodes += [Node(n.name, n.ready, n.roles) for n in kube.parse_nodes(nodes.json()).values()]
     if deploy.status_code == 200:
         st.coredns_desired = deploy.json()["spec"].get("replicas")
     if pods.status_code == 200:
@@ -220,28 +228,11 @@ async def _ssh_views(topo: Topology, conns: dict[str, Connector], provider: str,
         c = conns.get(h)
         if c is None:
             return VipMember(h, None, "UNREACHABLE")
-        if provider == "pacemaker":
-            cmd = (f"ip -o -4 addr show to {vip}/32; echo '--'; crm_mon -1 2>/dev/null | grep -E 'hakube|quorum' || true")
-        else:
-            # keepalived's own state, recorded by its notify script (components/keepalived)
-            cmd = (f"ip -o -4 addr show to {vip}/32; echo '--'; systemctl is-active keepalived; "
-                   f"cat {paths.VRRP_STATE} 2>/dev/null || echo UNKNOWN")
-        r = await c.run(cmd, check=False, timeout=5)
+        r = await c.run(vip_facts.view_command(vip, provider), check=False, timeout=5)
         if r.exit_status == 255:
             return VipMember(h, None, "UNREACHABLE", r.stderr.strip()[:100])
-        addr, _, rest = r.stdout.partition("--")
-        holds = bool(addr.strip())
-        words = rest.split()
-        if provider == "pacemaker":
-            return VipMember(h, holds, "Started" if holds else "Standby", " ".join(words)[:120])
-        active = words[0] if words else "unknown"
-        if active != "active":
-            return VipMember(h, holds, "STOPPED", f"keepalived {active}")
-        state = words[1] if len(words) > 1 else "UNKNOWN"
-        detail = {"FAULT": "a track script is failing"}.get(state, "")
-        if holds and state != "MASTER":
-            detail = f"holds the VIP but keepalived says {state}"
-        return VipMember(h, holds, "MASTER" if holds and state == "UNKNOWN" else state, detail)
+        v = vip_facts.parse_view(r.stdout, provider)
+        return VipMember(h, v.holds, v.state, v.detail)
 
     async def lb_view(h: str) -> list[Backend]:
         c = conns.get(h)
@@ -249,20 +240,10 @@ async def _ssh_views(topo: Topology, conns: dict[str, Connector], provider: str,
             return [Backend(h, "-", "UNREACHABLE")]
         if lb != "haproxy":
             return [Backend(h, "*", "PASSIVE", "nginx open source has no active checks")]
-        r = await c.run("echo 'show stat' | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock", check=False, timeout=5)
+        r = await c.run(haproxy_facts.SHOW_STAT, check=False, timeout=5)
         if not r.ok:
             return [Backend(h, "-", "UNREACHABLE" if r.exit_status == 255 else "NO-STATS", r.stderr.strip()[:100])]
-        out = []
-        header = []
-        for line in r.stdout.splitlines():
-            if line.startswith("# "):
-                header = line[2:].split(",")
-                continue
-            row = dict(zip(header, line.split(",")))
-            if row.get("pxname") == "kube-apiserver" and row.get("svname") not in ("FRONTEND", "BACKEND") \
-                    and not row.get("svname", "").endswith("-fallback"):
-                out.append(Backend(h, row["svname"], row.get("status", "?"), row.get("check_status", "")))
-        return out
+        return [Backend(h, b.server, b.status, b.check) for b in haproxy_facts.parse_show_stat(r.stdout)]
 
     members = await asyncio.gather(*(vip_member(h) for h in topo.vip_hosts))
     backends = await asyncio.gather(*(lb_view(h) for h in topo.lb_hosts))
@@ -319,7 +300,7 @@ async def gather(loaded: Loaded) -> Status:
         await asyncio.gather(*(c.close() for c in conns.values()), return_exceptions=True)
     if spec.addons.monitoring.enabled:
         await _alerts(topo, st)
-    _judge(topo, loaded, st)
+    judge(st, topo.vip_hosts)
     st.seconds = round(time.monotonic() - t0, 2)
     return st
 
@@ -331,7 +312,11 @@ async def _none():
 PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "RegistryUnavailable"}
 
 
-def _judge(topo: Topology, loaded: Loaded, st: Status) -> None:
+def judge(st: Status, vip_hosts: Sequence[str]) -> None:
+    """The verdict: append to `st.problems` (each makes the cluster degraded) and `st.notes`
+    (worth saying, not a fault) from the facts gathered in `st`. Pure: fixture-tested in
+    tests/unit/fixtures/steps/status/. `vip_hosts` are the hosts that may hold the VIP
+    (none: the cluster has no VIP)."""
     p = st.problems
     if st.etcd:
         bad = [m.name for m in st.etcd if not m.healthy]
@@ -348,7 +333,7 @@ def _judge(topo: Topology, loaded: Loaded, st: Status) -> None:
         p.append(f"apiserver not ready on {', '.join(down)}")
     if not st.endpoint_ready:
         p.append(f"the API does not answer through {st.endpoint}")
-    if topo.vip_hosts:
+    if vip_hosts:
         holders = st.vip_holders
         if len(holders) == 0:
             p.append(f"no host holds the VIP {st.vip}")

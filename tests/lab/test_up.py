@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from hakube.components import keepalived
 from hakube.engine.ui import Reporter
 from hakube.errors import HakubeError
 from hakube.lab import faults
@@ -84,6 +85,32 @@ def test_second_up_changes_nothing(cluster) -> None:
     assert labkit.up(spec, dry_run=True).changed == 0
     report = labkit.up(spec)
     assert report.changed == 0, [c for p in report.phases for c in p.changes]
+
+
+def planned(report) -> dict[str, list[str]]:
+    """Each phase's plan (host: sentence), in an order that ignores which host came first."""
+    return {p.name: sorted(p.planned) for p in report.phases if p.planned}
+
+
+def test_dry_run_shows_the_plan_the_run_then_applies(cluster) -> None:
+    """Drift on three servers (hand edits): `up --dry-run` plans the rewrites and the
+    restarts they need, one server at a time; the run then does exactly that plan."""
+    lab, spec = cluster
+    labkit.ssh(lab, "server-1", "echo '# local edit' >> /etc/haproxy/haproxy.cfg")
+    labkit.ssh(lab, "server-2", "echo '# local edit' >> /etc/systemd/system/kube-scheduler.service")
+    labkit.ssh(lab, "server-3", f"chmod 0700 {keepalived.CHECK_SCRIPT}")  # read afresh: no restart
+    dry = labkit.up(spec, dry_run=True)
+    plan = planned(dry)
+    flat = [a for actions in plan.values() for a in actions]
+    assert "server-1: write /etc/haproxy/haproxy.cfg: content changed" in flat, flat
+    assert any(a.startswith("server-1: restart haproxy") for a in flat), flat
+    assert any(a.startswith("server-2: restart kube-scheduler") for a in flat), flat
+    assert f"server-3: write {keepalived.CHECK_SCRIPT}: mode 700 -> 755" in flat, flat
+    assert not any("restart keepalived" in a for a in flat), flat
+    assert all(c.startswith(c.split(": ", 1)[0] + ": would ") for p in dry.phases for c in p.changes)
+    run = labkit.up(spec)
+    assert planned(run) == plan
+    assert labkit.up(spec).changed == 0
 
 
 def test_cli_says_no_changes_and_kubeconfig_merges(cluster, tmp_path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hakube.engine import facts
+from hakube.facts import host as facts
 
 
 class LocalShell:

@@ -1,12 +1,11 @@
-"""Facts: small named readers of a host's state, each a command plus a parser.
+"""Host facts: files (digest, mode, owner), services, packages, the OS.
 
-Nothing is cached across steps: the hosts are the only state, and a step reads what it
-needs right before it plans (STYLE.md 2).
+Each is a command plus a parser. Nothing is cached across steps: the hosts are the only
+state, and a step reads what it needs right before it plans (STYLE.md 2).
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass
 
@@ -123,44 +122,3 @@ async def os_info(conn: Connector) -> OSInfo:
     lines = r.stdout.split("\n")
     ident = (lines[0].split() + ["?", "?"])[:2]
     return OSInfo(ident[0], ident[1], lines[1].strip(), lines[2].strip() == "systemd")
-
-
-# ---- etcd ------------------------------------------------------------------------------------
-
-ETCDCTL = (f"ETCDCTL_API=3 etcdctl --cacert {paths.ETCD_CA_CRT} --cert {paths.ETCD_HEALTH_CRT} "
-           f"--key {paths.ETCD_HEALTH_KEY} --dial-timeout 2s --command-timeout 4s")
-
-
-@dataclass(frozen=True)
-class EtcdMember:
-    id: str  # hex, as etcdctl prints it
-    name: str
-    peer_urls: tuple[str, ...]
-    client_urls: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class EtcdView:
-    """What one server sees of etcd: whether its member is healthy, and the membership."""
-
-    healthy: bool
-    has_data: bool
-    members: tuple[EtcdMember, ...]
-    cluster_id: str | None
-    leader_id: str | None
-
-
-async def etcd_view(conn: Connector, data_dir: str) -> EtcdView:
-    has_data = (await conn.run(f"test -d {shlex.quote(data_dir)}/member", check=False)).ok
-    r = await conn.run(f"{ETCDCTL} --endpoints https://127.0.0.1:2379 endpoint status -w json", check=False,
-                       what="asking etcd for its status")
-    if not r.ok:
-        return EtcdView(False, has_data, (), None, None)
-    status = json.loads(r.stdout)[0]["Status"]
-    m = await conn.run(f"{ETCDCTL} --endpoints https://127.0.0.1:2379 member list -w json", check=False)
-    members: tuple[EtcdMember, ...] = ()
-    if m.ok:
-        members = tuple(EtcdMember(format(x["ID"], "x"), x.get("name", ""), tuple(x.get("peerURLs", [])),
-                                   tuple(x.get("clientURLs", []))) for x in json.loads(m.stdout)["members"])
-    return EtcdView(True, has_data, members, format(status["header"]["cluster_id"], "x"),
-                    format(status["leader"], "x") if status.get("leader") else None)

@@ -1,0 +1,87 @@
+"""The etcd membership decision for one server: bootstrap, join, rejoin, or keep.
+
+A pure function of facts (what this server's etcd sees, what a healthy member lists), so
+the most dangerous choice of a deploy has fixture tests (tests/unit/fixtures/steps/etcd/):
+bootstrapping where a cluster exists forks it; joining with another cluster's data
+corrupts it; keeping a member whose data is gone leaves a stale entry that costs quorum.
+
+Example:
+    >>> d = decide("server-2", "https://10.0.0.12:2380", has_data=False,
+    ...            members=(EtcdMember("8e9e05c52164694d", "server-1",
+    ...                                ("https://10.0.0.11:2380",), ()),), source="server-1")
+    >>> d.kind, d.sentence
+    ('join', 'join the etcd cluster through server-1')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from ..facts.etcd import EtcdMember
+
+Initial = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class MemberDecision:
+    kind: str                      # bootstrap, join, rejoin, keep
+    initial: Initial | None        # initial-cluster (name, peer URL) pairs to write; None: from the config
+    state: str | None              # initial-cluster-state: new or existing
+    source: str | None = None      # the healthy server the join goes through
+    remove_id: str | None = None   # rejoin: the stale member entry removed first
+    foreign_data: bool = False     # join: this server holds data of another cluster (moved aside)
+
+    @property
+    def sentence(self) -> str:
+        """The action, in the imperative (plan.Action turns it into "would ..." or "...ing")."""
+        if self.kind == "bootstrap":
+            return "bootstrap a new etcd cluster"
+        if self.kind == "rejoin":
+            return (f"rejoin: its etcd data is gone (removing stale member {self.remove_id} "
+                    f"through {self.source})")
+        if self.kind == "join":
+            aside = " (its etcd data of another cluster moved aside, never deleted)" if self.foreign_data else ""
+            return f"join the etcd cluster through {self.source}{aside}"
+        return "keep the member and the settings it was started with"
+
+
+def decide(name: str, peer: str, has_data: bool, members: tuple[EtcdMember, ...] | None,
+           source: str | None = None, old_config: str | None = None) -> MemberDecision:
+    """How server `name` (peer URL `peer`) becomes or stays an etcd member.
+
+    `members` is the membership a healthy member reports (None: no member is healthy
+    anywhere), `source` that member's server, `has_data` whether this server has an etcd
+    data directory, `old_config` its current etcd.conf.yml (read only for a kept member).
+    """
+    mine = next((m for m in (members or ()) if m.name == name or peer in m.peer_urls), None)
+    if members is None and not has_data:
+        # no cluster anywhere: this is the bootstrap server (first in join order)
+        return MemberDecision("bootstrap", ((name, peer),), "new")
+    if members is not None and (mine is None or not has_data):
+        others = tuple((m.name, m.peer_urls[0]) for m in members if m is not mine and m.name and m.peer_urls)
+        initial = others + ((name, peer),)
+        if mine is not None:
+            # data lost but still a member: remove the stale entry, add it again, rejoin empty
+            return MemberDecision("rejoin", initial, "existing", source, remove_id=mine.id)
+        return MemberDecision("join", initial, "existing", source, foreign_data=has_data)
+    # an existing member with data: keep the initial-* settings it was started with, so the
+    # file (and the member) stay untouched on re-runs
+    initial, state = initial_from(old_config) if old_config else (None, None)
+    if initial is None:
+        names = tuple((m.name, m.peer_urls[0]) for m in (members or ()) if m.name and m.peer_urls)
+        initial, state = (names or ((name, peer),)), "existing"
+    return MemberDecision("keep", initial, state)
+
+
+def initial_from(text: str) -> tuple[Initial | None, str | None]:
+    """initial-cluster and initial-cluster-state of an etcd.conf.yml (None, None if unreadable)."""
+    try:
+        doc = yaml.safe_load(text) or {}
+        pairs = tuple(tuple(x.split("=", 1)) for x in str(doc["initial-cluster"]).split(","))
+        if any(len(p) != 2 for p in pairs):
+            return None, None
+        return pairs, str(doc["initial-cluster-state"])  # type: ignore[return-value]
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None, None

@@ -1,0 +1,130 @@
+"""The datastore step: etcd on the servers, with TLS.
+
+Bootstrap a new cluster only when no member is healthy anywhere and no server holds etcd
+data; otherwise join through a healthy member, ONE server at a time (concurrent joins can
+lose quorum), each gated on the member being healthy before the next one plans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+
+from ...components import etcd as etcd_component
+from ...timeouts import scaled
+from ...transport import CommandError
+from ...facts import etcd as etcd_facts
+from ...facts import host as facts
+from .. import membership, services
+from ..changes import Desired, PhaseReport
+from ..context import Deploy, GateError
+from ..gates import wait_etcd_healthy
+from ..plan import Action, execute
+
+ETCDCTL_LOCAL = f"{etcd_facts.ETCDCTL} {etcd_facts.LOCAL}"
+
+
+async def phase_etcd(d: Deploy) -> None:
+    if not d.topo.servers or "etcd" not in d.host(d.topo.servers[0]).components:
+        return
+    with d.ui.phase("etcd") as report:
+        data_dir = etcd_component.member_for(d.topo, d.host(d.topo.servers[0])).data_dir
+
+        async def views_of(hosts):
+            return dict(zip(hosts, await asyncio.gather(*(etcd_facts.etcd_view(d.conns[s], data_dir) for s in hosts))))
+
+        views = await views_of(d.topo.servers)
+        healthy = [s for s, v in views.items() if v.healthy]
+        with_data = [s for s, v in views.items() if v.has_data]
+        if not healthy and with_data:
+            # The cluster exists but no member runs (e.g. after a full power loss): start the
+            # members that have data together; bootstrapping here would fork a second cluster.
+            d.ui.info("etcd", f"no healthy member; starting the members with data: {', '.join(with_data)}")
+            await d.each(with_data, lambda s: converge_member(d, report, s, views[s], None))
+            await d.gate(lambda: d.each(with_data, lambda s: wait_etcd_healthy(d, s)))
+            views.update(await views_of(with_data))
+            healthy = [s for s in with_data if views[s].healthy]
+        for s in d.topo.server_join_order:  # one at a time: concurrent joins can lose quorum
+            source = next((x for x in healthy if x != s), None) or (healthy[0] if healthy else None)
+            if source and not d.dry_run:
+                # fresh: the membership changed with every join before this one
+                views[source] = await etcd_facts.etcd_view(d.conns[source], data_dir)
+            members = views[source].members if source else ()
+            await converge_member(d, report, s, views[s], members if source else None, source)
+            if not d.dry_run:
+                await wait_etcd_healthy(d, s)
+                views[s] = await etcd_facts.etcd_view(d.conns[s], data_dir)
+            if s not in healthy:  # (in a dry run: as if it had joined, so the next ones plan a join)
+                healthy.append(s)
+            d.ui.ok(s, "etcd member healthy" if not d.dry_run else "etcd planned")
+        if not d.dry_run:
+            ids = {views[s].cluster_id for s in d.topo.servers}
+            if len(ids) != 1:
+                raise GateError("etcd", "one cluster id on every server", f"cluster ids {sorted(map(str, ids))}")
+
+
+async def member_actions(d: Deploy, s: str, view: etcd_facts.EtcdView,
+                         members: tuple[etcd_facts.EtcdMember, ...] | None, source: str | None = None) -> list[Action]:
+    """The plan for server `s`'s member: the membership change (membership.decide), its
+    configuration files, and its start or restart."""
+    conn = d.conns[s]
+    h = d.host(s)
+    peer = etcd_component.peer_url(h.address)
+    old = await facts.read_text(conn, etcd_component.CONFIG) if view.has_data else None
+    decision = membership.decide(s, peer, view.has_data, members, source, old)
+    actions: list[Action] = []
+    if decision.kind == "bootstrap":
+        actions.append(Action(s, decision.sentence, announce=True))
+    elif decision.kind in ("join", "rejoin"):
+        async def join() -> None:
+            if decision.remove_id:
+                await d.conns[source].run(f"{ETCDCTL_LOCAL} member remove {decision.remove_id}",
+                                          what="removing the stale etcd member")
+            if decision.foreign_data:  # data of another cluster (not a member here): keep it aside, never delete
+                root = shlex.quote(etcd_component.DATA_ROOT)
+                await conn.run(f"systemctl stop etcd; mv {root}/{d.topo.name} {root}/{d.topo.name}.stale-$(date +%s)",
+                               what="moving foreign etcd data aside")
+            else:
+                await conn.run("systemctl stop etcd", check=False)
+            await member_add(d, source, s, peer)
+        actions.append(Action(s, decision.sentence, join, announce=True))
+    m = etcd_component.member_for(d.topo, h, decision.initial, decision.state)
+    extra = [Desired.of(f) for f in etcd_component.render(m)]
+    own = {x.path for x in extra}
+    file_actions = await d.file_actions(s, extra)
+    triggers = sorted(p for p in d.changed.get(s, ()) if p in own or p in services.ETCD.pki)
+    st = (await facts.service_states(conn, ["etcd"]))["etcd"]
+    reload = "systemctl daemon-reload && " if any(a.path == etcd_component.UNIT for a in file_actions) else ""
+    enable = "systemctl enable etcd && " if st.enabled != "enabled" else ""
+    if st.active != "active" or triggers:
+        verb = "start" if st.active != "active" else "restart"
+        # --no-block: a joining member becomes "started" only once it reaches the others,
+        # which the health gate waits for with a clear error instead of a hang.
+        cmd = f"{reload}{enable}systemctl --no-block {verb} etcd"
+        file_actions.append(Action(s, f"{verb} etcd", lambda: conn.run(cmd, what=f"{verb}ing etcd")))
+    elif reload or enable:
+        cmd = f"{reload}{enable}true"
+        file_actions.append(Action(s, "enable etcd" if enable else "reload systemd (etcd's unit changed)",
+                                   lambda: conn.run(cmd, what="enabling etcd")))
+    return actions + file_actions
+
+
+async def converge_member(d: Deploy, report: PhaseReport, s: str, view: etcd_facts.EtcdView,
+                          members: tuple[etcd_facts.EtcdMember, ...] | None, source: str | None = None) -> None:
+    await execute(d, report, await member_actions(d, s, view, members, source))
+
+
+async def member_add(d: Deploy, source: str, name: str, peer: str, timeout: float = 60.0) -> None:
+    """`member add`, retried while etcd refuses it as "unhealthy cluster": with strict
+    reconfiguration checks (the default) etcd adds a voter only once every member has been
+    connected for a few seconds, which a member that just joined has not."""
+    cmd = f"{ETCDCTL_LOCAL} member add {name} --peer-urls={peer}"
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        r = await d.conns[source].run(cmd, check=False, timeout=30)
+        if r.ok:
+            return
+        if "unhealthy cluster" not in r.stderr or time.monotonic() > deadline:
+            raise CommandError(r, f"adding {name} to etcd")
+        await asyncio.sleep(1)

@@ -1,0 +1,84 @@
+"""Decisions as pure functions of facts: facts in, decision and sentences out.
+
+fixtures/steps/etcd/<case>.json: one server's etcd facts (its data, the membership a
+healthy member reports, its current config) -> bootstrap, join, rejoin or keep, with the
+initial-cluster it writes and the sentence the run (and a dry run) prints.
+fixtures/steps/status/<case>.json: gathered status facts -> problems, notes, verdict.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hakube.facts.etcd import EtcdMember
+from hakube.engine.membership import decide
+from hakube.engine.plan import Action
+from hakube.verify.status import Status, judge
+
+STEPS = Path(__file__).parent / "fixtures" / "steps"
+ETCD = sorted((STEPS / "etcd").glob("*.json"))
+STATUS = sorted((STEPS / "status").glob("*.json"))
+
+
+def _members(raw):
+    if raw is None:
+        return None
+    return tuple(EtcdMember(m["id"], m["name"], tuple(m["peerURLs"]), tuple(m.get("clientURLs", [])))
+                 for m in raw)
+
+
+@pytest.mark.parametrize("case", ETCD, ids=lambda p: p.stem)
+def test_etcd_membership_decision(case: Path) -> None:
+    c = json.loads(case.read_text())
+    d = decide(c["name"], c["peer"], c["hasData"], _members(c["members"]), c["source"], c["oldConfig"])
+    want = c["expect"]
+    assert d.kind == want["kind"]
+    assert [list(p) for p in d.initial] == want["initial"]
+    assert d.state == want["state"]
+    assert d.remove_id == want["removeId"]
+    assert d.foreign_data == want["foreignData"]
+    if d.kind == "keep":
+        assert d.sentence == want["sentence"]
+    else:  # announced: printed as it starts ("joining ..."), or as a dry run's "would join ..."
+        action = Action(c["name"], d.sentence, announce=True)
+        assert action.said(dry_run=False) == want["sentence"]
+        assert action.said(dry_run=True) == want["dryRun"]
+
+
+def test_every_membership_outcome_has_a_fixture() -> None:
+    kinds = {json.loads(p.read_text())["expect"]["kind"] for p in ETCD}
+    assert kinds == {"bootstrap", "join", "rejoin", "keep"}
+
+
+@pytest.mark.parametrize("sentence,done,doing", [
+    ("write /etc/x: new", "wrote /etc/x: new", "writing /etc/x: new"),
+    ("restart etcd (a changed)", "restarted etcd (a changed)", "restarting etcd (a changed)"),
+    ("enable kubelet", "enabled kubelet", "enabling kubelet"),
+    ("rejoin: data gone", "rejoined: data gone", "rejoining: data gone"),
+    ("install haproxy", "installed haproxy", "installing haproxy"),
+    ("apply coredns.yaml", "applied coredns.yaml", "applying coredns.yaml"),
+    ("stop etcd", "stopped etcd", "stopping etcd"),
+])
+def test_one_sentence_per_action_in_every_form(sentence: str, done: str, doing: str) -> None:
+    assert Action("h", sentence).said(dry_run=False) == done
+    assert Action("h", sentence, announce=True).said(dry_run=False) == doing
+    assert Action("h", sentence).said(dry_run=True) == f"would {sentence}"
+
+
+def test_no_bootstrap_while_any_server_has_data() -> None:
+    """Bootstrapping beside existing data forks the cluster (k3s-ansible #269)."""
+    d = decide("server-1", "https://10.0.0.11:2380", has_data=True, members=None)
+    assert d.kind == "keep"
+
+
+@pytest.mark.parametrize("case", STATUS, ids=lambda p: p.stem)
+def test_status_verdict(case: Path) -> None:
+    c = json.loads(case.read_text())
+    st = Status.from_facts(c["facts"])
+    judge(st, c["vipHosts"])
+    assert st.problems == c["expect"]["problems"]
+    assert st.notes == c["expect"]["notes"]
+    assert st.verdict == c["expect"]["verdict"]
