@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass
@@ -143,8 +145,6 @@ class CA(Cert):
 
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Write atomically with `mode` from the first byte (no window with looser rights)."""
-    import os
-
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)

@@ -10,6 +10,8 @@ import shlex
 from typing import Protocol
 
 from ..components.units import CLUSTER_UNITS
+from ..lab import faults as lab_faults
+from ..lab import labstate
 from ..errors import HakubeError
 from ..spec import Loaded
 from ..topology import derive
@@ -26,10 +28,8 @@ class LabFaults:
     """Faults on lab machines (hakube.lab.faults), run off the event loop."""
 
     def __init__(self, lab_name: str):
-        from ..lab import faults
-
         self.lab = lab_name
-        self._faults = faults
+        self._faults = lab_faults
         self.down: set[str] = set()
         self.isolated: set[str] = set()
         self.paused: set[str] = set()
@@ -185,8 +185,6 @@ def driver_for(loaded: Loaded, lab: str | None, faults: str = "auto") -> FaultDr
         return SSHFaults(loaded)
     if lab:
         return LabFaults(lab)
-    from ..lab import labstate
-
     for candidate in labstate.all_labs():
         if candidate.name == loaded.cluster.name or candidate.cluster_yaml == loaded.source:
             return LabFaults(candidate.name)

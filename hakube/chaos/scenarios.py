@@ -14,6 +14,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from ..transport.targets import run_once
+from ..verify.status import gather
 from .errors import ScenarioFailed
 
 if TYPE_CHECKING:
@@ -147,7 +148,6 @@ async def partition_server(run: Run) -> None:
 
 
 async def _status(run: Run):
-    from ..verify.status import gather
     return await gather(run.loaded)
 
 

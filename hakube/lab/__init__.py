@@ -10,6 +10,7 @@ Example:
     >>> faults.crash(lab, "server-1")                            # doctest: +SKIP
 """
 
+from . import labstate
 from .errors import LabError
 
 
@@ -19,8 +20,6 @@ def spec_text(output_name: str = "cluster.yaml", name: str = "hakube") -> str:
     Its paths are absolute, so the text works wherever it is saved (`output_name` is only
     mentioned in the next-step hint).
     """
-    from . import labstate
-
     lab = labstate.require(name)
     if not lab.cluster_yaml.exists():
         raise LabError(f"lab {name!r} has no cluster.yaml yet ({lab.cluster_yaml}); "

@@ -15,11 +15,13 @@ NAT and turn ip_forward on.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
 from .errors import LabError
 from .labstate import Lab, Machine
+from . import plan
 from .plan import link_alias
 from .proc import run
 
@@ -53,10 +55,6 @@ def addresses(name: str, netns: str | None = None) -> list[str]:
 
 def used_subnet_indexes() -> set[int]:
     """Pool indexes of /24s in use by any address on this host (any lab, any user)."""
-    import ipaddress
-
-    from . import plan
-
     used = set()
     for iface in json.loads(run(["ip", "-j", "-4", "addr", "show"]).stdout or "[]"):
         for a in iface.get("addr_info", []):

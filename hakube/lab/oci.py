@@ -133,9 +133,6 @@ def write_archive(image: Image, dest: Path) -> str:
 
 def read_file(archive: Path, name: str) -> bytes:
     """The content of file `name` in the (single) layer of an archive written above."""
-    import gzip
-    import io
-
     with tarfile.open(archive) as outer:
         index = json.load(outer.extractfile("index.json"))  # type: ignore[arg-type]
         manifest_digest = index["manifests"][0]["digest"].split(":", 1)[1]

@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import typing
+
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,8 +157,6 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
 
 
 def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    import typing
-
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in typing.get_args(annotation):
