@@ -27,6 +27,7 @@ from .errors import HakubeError
 from .secrets import Secrets
 from .topology import Topology
 
+COMPONENTS_PACKAGE = "hakube.components"
 CLUSTER_DIR = "_cluster"  # where cluster-level files go in `hakube render -o DIR`
 # In every folder `publish` writes: the sign that a later render may replace the folder.
 MARKER = ".hakube-render"
@@ -41,8 +42,9 @@ class Rendered:
     # host name -> component module name -> its files (the deploy converges per component)
     by_component: dict[str, dict[str, list[File]]] = field(default_factory=dict, compare=False)
 
-    def component_files(self, host: str, module) -> list[File]:
-        return self.by_component.get(host, {}).get(module.__name__, [])
+    def component_files(self, host: str, component: str) -> list[File]:
+        """The files component `component` (its package name: "etcd") renders for `host`."""
+        return self.by_component.get(host, {}).get(f"{COMPONENTS_PACKAGE}.{component}", [])
 
     def write(self, out: Path) -> list[Path]:
         """Write DIR/<host>/<absolute path> and DIR/_cluster/<path>; returns what was written.

@@ -61,6 +61,29 @@ class File:
 
 
 @dataclass(frozen=True)
+class Unit:
+    """A systemd unit a component runs, and what it reads: a change to any of these, and
+    only then, restarts it. Components declare theirs (`UNITS`) beside their templates,
+    with the Debian packages (`PACKAGES`) and Kubernetes binaries (`BINARIES`) they need,
+    keyed by the host component name that needs them (topology's `HostPlan.components`);
+    the engine derives everything from these (engine/services.py)."""
+
+    unit: str
+    reads: tuple[str, ...] = ()     # component packages whose rendered files it reads ("etcd")
+    pki: tuple[str, ...] = ()       # certificate/key paths it reads
+    binary: str | None = None       # binary hakube installs for it
+    ignore: tuple[str, ...] = ()    # rendered files it does not need a restart for
+    borrowed: tuple[str, ...] = ()  # files another component renders for it (its kubeconfig)
+    settle: float = 0.0             # seconds it must stay running after a (re)start to pass the gate
+    needs: str = ""                 # the host component it runs for, when not implied ("prometheus")
+
+    def depends_on(self, path: str, component_paths: set[str]) -> bool:
+        if path in self.ignore:
+            return False
+        return path in component_paths or path in self.pki or path == self.binary or path in self.borrowed
+
+
+@dataclass(frozen=True)
 class RenderContext:
     topo: Topology
     secrets: Secrets

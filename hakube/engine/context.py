@@ -69,9 +69,9 @@ class Deploy:
     def host(self, name: str) -> HostPlan:
         return self.topo.host(name)
 
-    def component_files(self, host: str, modules) -> list[Desired]:
-        """The files `modules` render for `host` (from this run's one render)."""
-        return [Desired.of(f) for m in modules for f in self.files.component_files(host, m)]
+    def component_files(self, host: str, components: tuple[str, ...]) -> list[Desired]:
+        """The files `components` (package names: "etcd") render for `host`, from this run's one render."""
+        return [Desired.of(f) for c in components for f in self.files.component_files(host, c)]
 
     async def gate(self, check) -> None:
         """Run a health gate (a coroutine function); a dry run waits for nothing."""
@@ -110,7 +110,7 @@ class Deploy:
         stays disabled at boot and is never started here; a running copy is restarted
         when its inputs changed."""
         rendered = self.rendered(host)
-        desired = self.component_files(host, svc.components) + (extra or [])
+        desired = self.component_files(host, svc.reads) + (extra or [])
         desired += [Desired.of(rendered[p]) for p in svc.borrowed if p in rendered]
         own = {d.path for d in desired}
         actions = await self.file_actions(host, desired)

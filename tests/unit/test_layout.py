@@ -74,3 +74,18 @@ def test_engine_modules_stay_small() -> None:
     big = {str(p.relative_to(ROOT)): n for p in (ROOT / "engine").rglob("*.py")
            if (n := len(p.read_text().splitlines())) > 300}
     assert big == {}, f"split these by concern: {big}"
+
+
+def test_units_are_declared_once_by_their_components() -> None:
+    """The boot-order list (SSH faults), monitoring's unit list and the engine's units all
+    come back to what the components declare."""
+    from hakube.components import NAMES
+    from hakube.components.monitoring import SYSTEMD_UNITS
+    from hakube.components.units import CLUSTER_UNITS
+    from hakube.engine.services import UNITS
+
+    assert sorted(CLUSTER_UNITS) == sorted(UNITS), "components/units.py must list every declared unit once"
+    services = {u.removesuffix(".timer") for u in UNITS}
+    assert set(SYSTEMD_UNITS) <= services, set(SYSTEMD_UNITS) - services
+    for u in UNITS.values():
+        assert set(u.reads) <= set(NAMES), f"{u.unit} reads an unknown component: {u.reads}"

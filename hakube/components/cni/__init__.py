@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ... import paths
 from ...topology import HostPlan, Topology
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, Unit, template
 
 CONFLIST = "/etc/cni/net.d/10-hakube.conflist"  # containerd reads the first file by name
 ROUTES_SCRIPT = f"{paths.LIBEXEC}/pod-routes"
@@ -76,3 +76,8 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("kubelet"):
         return []
     return render(config_for(ctx.topo, host))
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+UNITS = (Unit("hakube-pod-routes", ("cni",)),)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...topology import HostPlan, Topology
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, Unit, template
 
 CONFIG = "/etc/containerd/config.toml"
 SOCKET = "/run/containerd/containerd.sock"
@@ -85,3 +85,9 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("containerd"):
         return []
     return render(config_for(ctx.topo, host))
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+UNITS = (Unit("containerd", ("containerd",)),)
+PACKAGES = {"containerd": ["containerd", "runc", "containernetworking-plugins", "iptables", "conntrack"]}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ... import paths
-from ..base import File, RenderContext, UnsafeValue, template
+from ..base import File, RenderContext, Unit, UnsafeValue, template
 from ...topology import HostPlan, Topology
 
 CONFIG = "/etc/etcd/etcd.conf.yml"
@@ -92,3 +92,10 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("etcd"):
         return []
     return render(member_for(ctx.topo, host))
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+UNITS = (Unit("etcd", ("etcd",), (paths.ETCD_CA_CRT, paths.ETCD_SERVER_CRT, paths.ETCD_SERVER_KEY,
+                                  paths.ETCD_PEER_CRT, paths.ETCD_PEER_KEY)),)
+PACKAGES = {"etcd": ["etcd-server", "etcd-client"]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ... import paths
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, Unit, template
 from ...topology import HostPlan, Topology
 
 CONFIG = "/etc/haproxy/haproxy.cfg"
@@ -64,3 +64,9 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("haproxy"):
         return []
     return render(config_for(ctx.topo, host))
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+UNITS = (Unit("haproxy", ("haproxy",), (paths.CA_CRT, paths.LB_CHECK_PEM)),)
+PACKAGES = {"haproxy": ["haproxy"]}

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from ... import paths
 from ...topology import HostPlan, Topology
-from ..base import File, RenderContext, systemd_quote, template
+from ..base import File, RenderContext, Unit, systemd_quote, template
 from ..kubeconfig import node_api_url
 from ..kubelet import node_labels, registration_taints
 
@@ -167,3 +167,9 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not (host.runs("k3s-server") or host.runs("k3s-agent")):
         return []
     return render(config_for(ctx.topo, host), ctx.secrets.k3s_token)
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+# Declared for the SSH fault driver and the unit lists; the k3s deploy steps are not written yet.
+UNITS = (Unit("k3s", ("k3s",)), Unit("k3s-agent", ("k3s",)))

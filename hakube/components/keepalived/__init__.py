@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ... import paths
 from .. import haproxy
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, Unit, template
 from ...topology import HostPlan, Topology
 
 CONFIG = "/etc/keepalived/keepalived.conf"
@@ -133,3 +133,10 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("keepalived"):
         return []
     return render(config_for(ctx.topo, host, ctx.secrets.vrrp_password))
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+# The track scripts are read afresh at every run: changing them needs no restart.
+UNITS = (Unit("keepalived", ("keepalived",), ignore=(CHECK_SCRIPT, MAJORITY_SCRIPT, NOTIFY_SCRIPT)),)
+PACKAGES = {"keepalived": ["keepalived", "curl", "iputils-ping"]}

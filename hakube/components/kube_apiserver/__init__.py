@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ... import paths
 from ...topology import HostPlan, Topology
-from ..base import File, RenderContext, UnsafeValue, systemd_quote, template
+from ..base import File, RenderContext, Unit, UnsafeValue, systemd_quote, template
 
 UNIT = "/etc/systemd/system/kube-apiserver.service"
 BINARY = f"{paths.BIN}/kube-apiserver"
@@ -102,3 +102,18 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("kube-apiserver"):
         return []
     return render(config_for(ctx.topo, host))
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+UNITS = (Unit(
+    "kube-apiserver", ("kube_apiserver",),
+    (paths.CA_CRT, paths.ETCD_CA_CRT, paths.APISERVER_ETCD_CLIENT_CRT, paths.APISERVER_ETCD_CLIENT_KEY,
+     paths.APISERVER_CRT, paths.APISERVER_KEY, paths.APISERVER_KUBELET_CLIENT_CRT,
+     paths.APISERVER_KUBELET_CLIENT_KEY, paths.FRONT_PROXY_CA_CRT, paths.FRONT_PROXY_CLIENT_CRT,
+     paths.FRONT_PROXY_CLIENT_KEY, paths.SA_KEY, paths.SA_PUB),
+    f"{paths.BIN}/kube-apiserver",
+    # kubectl on the server talks to its own apiserver; writing it needs no restart
+    ignore=(paths.KUBECONFIG_ADMIN,), borrowed=(paths.KUBECONFIG_ADMIN,)),)
+PACKAGES = {"kube-apiserver": ["curl", "ca-certificates"]}
+BINARIES = {"kube-apiserver": ["kube-apiserver", "kubectl"]}

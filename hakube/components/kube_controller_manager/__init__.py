@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ... import paths
 from ...topology import HostPlan, Topology
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, Unit, template
 from ..kube_apiserver import feature_gates
 
 UNIT = "/etc/systemd/system/kube-controller-manager.service"
@@ -59,3 +59,12 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("kube-controller-manager"):
         return []
     return render(config_for(ctx.topo, host))
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+UNITS = (Unit(
+    "kube-controller-manager", ("kube_controller_manager",),
+    (paths.CA_CRT, paths.CA_KEY, paths.SA_KEY, paths.CONTROLLER_MANAGER_CRT, paths.CONTROLLER_MANAGER_KEY),
+    f"{paths.BIN}/kube-controller-manager", borrowed=(paths.KUBECONFIG_CONTROLLER_MANAGER,), settle=3.0),)
+BINARIES = {"kube-controller-manager": ["kube-controller-manager"]}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ... import paths
 from ...topology import HostPlan, Topology
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, Unit, template
 
 CONFIG = f"{paths.K8S}/kube-proxy-config.yaml"
 UNIT = "/etc/systemd/system/kube-proxy.service"
@@ -48,3 +48,11 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("kube-proxy"):
         return []
     return render(config_for(ctx.topo, host))
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+UNITS = (Unit("kube-proxy", ("kube_proxy",), (paths.CA_CRT, paths.KUBE_PROXY_CRT, paths.KUBE_PROXY_KEY),
+              f"{paths.BIN}/kube-proxy", borrowed=(paths.KUBECONFIG_KUBE_PROXY,)),)
+PACKAGES = {"kube-proxy": ["iptables", "conntrack", "ipset"]}
+BINARIES = {"kube-proxy": ["kube-proxy"]}

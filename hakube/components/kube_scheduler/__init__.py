@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ... import paths
 from ...topology import HostPlan, Topology
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, Unit, template
 from ..kube_apiserver import feature_gates
 
 UNIT = "/etc/systemd/system/kube-scheduler.service"
@@ -44,3 +44,12 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("kube-scheduler"):
         return []
     return render(config_for(ctx.topo, host))
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+UNITS = (Unit(
+    "kube-scheduler", ("kube_scheduler",),
+    (paths.CA_CRT, paths.SCHEDULER_CRT, paths.SCHEDULER_KEY),
+    f"{paths.BIN}/kube-scheduler", borrowed=(paths.KUBECONFIG_SCHEDULER,), settle=3.0),)
+BINARIES = {"kube-scheduler": ["kube-scheduler"]}

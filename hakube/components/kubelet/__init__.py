@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from ... import paths
 from ...topology import HostPlan, Topology
-from ..base import File, RenderContext, UnsafeValue, template
+from ..base import File, RenderContext, Unit, UnsafeValue, template
 from ..containerd import CGROUP_DRIVER, RUNTIME_ENDPOINT, pause_image
 from ..kube_apiserver import flag_args
 
@@ -154,3 +154,11 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("kubelet"):
         return []
     return render(config_for(ctx.topo, host))
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+UNITS = (Unit("kubelet", ("kubelet",),
+              (paths.CA_CRT, paths.KUBELET_CLIENT_CRT, paths.KUBELET_CLIENT_KEY, paths.KUBELET_SERVING_CRT,
+               paths.KUBELET_SERVING_KEY), f"{paths.BIN}/kubelet", borrowed=(paths.KUBECONFIG_KUBELET,)),)
+BINARIES = {"kubelet": ["kubelet"]}

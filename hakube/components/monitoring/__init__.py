@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 
 from ... import paths
-from ..base import File, RenderContext, regex_escape, template
+from ..base import File, RenderContext, Unit, regex_escape, template
 from ...topology import HostPlan, Topology
 from .. import haproxy
 
@@ -284,3 +284,29 @@ def cluster_files(ctx: RenderContext) -> list[File]:
     if not ctx.topo.cluster.spec.addons.monitoring.enabled:
         return []
     return [File(RBAC_MANIFEST, template(__file__, "monitoring-rbac.yaml.j2", user=MONITORING_USER))]
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+# Each Debian-packaged service and the rendered files it reads (this component renders them
+# all; a change restarts only the service that reads the file).
+UNITS = (
+    Unit("prometheus-node-exporter", borrowed=("/etc/default/prometheus-node-exporter",), needs="node-exporter"),
+    Unit("prometheus", (), (paths.MONITORING_CA_CRT, paths.MONITORING_ETCD_CA_CRT,
+                            paths.MONITORING_CLIENT_CRT, paths.MONITORING_CLIENT_KEY,
+                            paths.MONITORING_ETCD_CLIENT_CRT, paths.MONITORING_ETCD_CLIENT_KEY),
+         borrowed=("/etc/default/prometheus", "/etc/prometheus/prometheus.yml",
+                   "/etc/prometheus/rules/hakube-ha.rules.yml"), needs="prometheus"),
+    Unit("prometheus-alertmanager", borrowed=("/etc/default/prometheus-alertmanager",
+                                              "/etc/prometheus/alertmanager.yml"), needs="alertmanager"),
+    Unit("prometheus-blackbox-exporter", (), (paths.MONITORING_CA_CRT,),
+         borrowed=("/etc/default/prometheus-blackbox-exporter", "/etc/prometheus/blackbox.yml"),
+         needs="blackbox-exporter"),
+    # the VIP-presence exporter: a timer; its script is read afresh at every run
+    Unit("hakube-vip-presence.timer",
+         borrowed=("/etc/systemd/system/hakube-vip-presence.service",
+                   "/etc/systemd/system/hakube-vip-presence.timer", f"{paths.LIBEXEC}/vip-presence"),
+         ignore=(f"{paths.LIBEXEC}/vip-presence",)),
+)
+PACKAGES = {"node-exporter": ["prometheus-node-exporter"], "prometheus": ["prometheus"],
+            "alertmanager": ["prometheus-alertmanager"], "blackbox-exporter": ["prometheus-blackbox-exporter"]}

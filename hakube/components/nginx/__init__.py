@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, Unit, template
 from ...topology import HostPlan, Topology
 
 CONFIG = "/etc/nginx/nginx.conf"
@@ -103,3 +103,9 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("nginx"):
         return []
     return render(config_for(ctx.topo, host))
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+UNITS = (Unit("nginx", ("nginx",)),)
+PACKAGES = {"nginx": ["nginx", "libnginx-mod-stream"]}

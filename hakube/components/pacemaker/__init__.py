@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..base import File, RenderContext, template
+from ..base import File, RenderContext, Unit, template
 from ...topology import HostPlan, Topology
 
 COROSYNC_CONF = "/etc/corosync/corosync.conf"
@@ -110,3 +110,9 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("pacemaker"):
         return []
     return render(config_for(ctx.topo), ctx.secrets.corosync_authkey)
+
+
+# ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
+
+UNITS = (Unit("corosync", ("pacemaker",)), Unit("pacemaker"))
+PACKAGES = {"corosync": ["corosync"], "pacemaker": ["pacemaker", "crmsh", "resource-agents"]}

@@ -9,10 +9,6 @@ from ..changes import PhaseReport
 from ..context import Deploy
 from ..gates import wait_endpoint_ready, wait_pacemaker_quorum, wait_vip_single_holder
 from ..plan import Action, execute
-from ..services import Service
-
-COROSYNC = Service("corosync", (pacemaker,))
-PACEMAKER = Service("pacemaker", ())
 
 
 async def phase_front_door(d: Deploy) -> None:
@@ -39,9 +35,9 @@ async def phase_front_door(d: Deploy) -> None:
 
 async def _converge_pacemaker(d: Deploy, report: PhaseReport) -> None:
     for h in d.topo.vip_hosts:
-        await d.converge_service(report, h, COROSYNC)
+        await d.converge_service(report, h, services.COROSYNC)
     for h in d.topo.vip_hosts:
-        await d.converge_service(report, h, PACEMAKER)
+        await d.converge_service(report, h, services.PACEMAKER)
     first = d.topo.vip_hosts[0]
     crm = pacemaker.CRM_SCRIPT
     loaded = (await d.conns[first].run("crm_resource --list 2>/dev/null | grep -q hakube", check=False)).ok
