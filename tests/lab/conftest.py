@@ -26,6 +26,8 @@ from hakube import timeouts
 from hakube.lab import labstate, machines, ssh
 from hakube.lab.labstate import Lab
 
+from . import labkit
+
 SCALE = timeouts.scale()
 
 
@@ -150,7 +152,22 @@ def pytest_runtest_makereport(item, call):
     # Keep each phase's report on the test item: fixtures read it to know a test failed.
     report = yield
     setattr(item, f"rep_{report.when}", report)
+    if report.failed and report.when in ("setup", "call"):
+        _save_active_evidence(item)
     return report
+
+
+def _save_active_evidence(item) -> None:
+    """Every live deploy lab's journals and run logs, under this test's evidence folder."""
+    if not labkit.ACTIVE:
+        return
+    base = item.config._tmp_path_factory.getbasetemp() / "evidence" / item.name[:80]
+    for name, lab in list(labkit.ACTIVE.items()):
+        try:
+            labkit.save_logs(lab, base / name)
+            print(f"\n{item.nodeid}: evidence of lab {name} saved in {base / name}", file=sys.stderr)
+        except Exception as e:  # evidence is best effort: the test's own failure is what counts
+            print(f"\n{item.nodeid}: saving evidence of lab {name} failed: {e}", file=sys.stderr)
 
 
 @pytest.fixture

@@ -22,6 +22,10 @@ from hakube.spec import load
 from hakube.verify.clients import tls_context
 
 KEEP = os.environ.get("HAKUBE_KEEP_LAB") == "1"  # the one keep switch (conftest.py reads it too)
+# The labs alive now, by name: when any lab test fails, conftest.py saves every machine's
+# journal and hakube's run logs of each of them under that test's evidence folder (a
+# module-scoped lab outlives the failing test, so its fixture alone could not tell).
+ACTIVE: dict[str, object] = {}
 
 
 @contextmanager
@@ -31,10 +35,12 @@ def lab_cluster(name: str, servers: int = 3, agents: int = 0, loadbalancers: int
     shutil.rmtree(state.cluster_dir(name, create=False), ignore_errors=True)
     result = lifecycle.up(name, servers=servers, agents=agents, loadbalancers=loadbalancers)
     ok = False
+    ACTIVE[name] = result.lab
     try:
         yield result.lab, result.lab.cluster_yaml
         ok = True
     finally:
+        ACTIVE.pop(name, None)
         if not ok and logs is not None:
             save_logs(result.lab, logs)
         if not KEEP:
