@@ -23,6 +23,7 @@ from ..spec import Loaded
 from ..topology import HostPlan, Topology
 from ..transport import CommandError, Connector, RunLog
 from ..facts import host as facts
+from . import restarts
 from .changes import Desired, FileChange, PhaseReport, apply_files, plan_files
 from .plan import Action, execute
 from .services import Service
@@ -120,27 +121,16 @@ class Deploy:
         unit = svc.unit
         run = self.conns[host].run
         reload = "systemctl daemon-reload && " if unit_changed else ""
-        why = f" ({', '.join(triggers)} changed)" if triggers else ""
-        steps: list[Action] = []
-        if cluster_managed:
-            if st.enabled == "enabled":
-                steps.append(Action(host, f"disable {unit} at boot (pacemaker starts it)",
-                                    lambda: run(f"{reload}systemctl disable {unit}", what=f"disabling {unit}")))
-            if st.active == "active" and triggers:
-                steps.append(Action(host, f"restart {unit}{why}",
-                                    lambda: run(f"{reload}systemctl restart {unit}", what=f"restarting {unit}",
-                                                timeout=120)))
-        else:
-            if st.enabled != "enabled":
-                steps.append(Action(host, f"enable {unit}",
-                                    lambda: run(f"{reload}systemctl enable {unit}", what=f"enabling {unit}")))
-            verb = "start" if st.active != "active" else "restart" if triggers else None
-            if verb:
-                steps.append(Action(host, f"{verb} {unit}" + (why if verb == "restart" else f" (it is {st.active})"),
-                                    lambda: self._start(host, svc, verb, reload)))
-        if unit_changed and not steps:
-            steps.append(Action(host, f"reload systemd ({unit}'s unit changed)",
-                                lambda: run("systemctl daemon-reload", what="reloading systemd")))
+        commands = {  # (a start or restart goes through _start: its failure is a gate failure)
+            "enable": lambda: run(f"{reload}systemctl enable {unit}", what=f"enabling {unit}"),
+            "disable": lambda: run(f"{reload}systemctl disable {unit}", what=f"disabling {unit}"),
+            "reload": lambda: run("systemctl daemon-reload", what="reloading systemd"),
+            "start": lambda: self._start(host, svc, "start", reload),
+            "restart": ((lambda: run(f"{reload}systemctl restart {unit}", what=f"restarting {unit}", timeout=120))
+                        if cluster_managed else (lambda: self._start(host, svc, "restart", reload))),
+        }
+        steps = [Action(host, step.sentence, commands[step.verb])
+                 for step in restarts.decide(unit, st.active, st.enabled, triggers, unit_changed, cluster_managed)]
         return actions + steps
 
     async def _start(self, host: str, svc: Service, verb: str, reload: str) -> None:

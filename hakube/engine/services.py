@@ -27,9 +27,6 @@ KUBERNETES_BINARIES = _merged("BINARIES")
 
 ETCD = UNITS["etcd"]
 CONTROL_PLANE = (UNITS["kube-apiserver"], UNITS["kube-controller-manager"], UNITS["kube-scheduler"])
-LOAD_BALANCERS = {"haproxy": UNITS["haproxy"], "nginx": UNITS["nginx"]}
-KEEPALIVED = UNITS["keepalived"]
-COROSYNC, PACEMAKER = UNITS["corosync"], UNITS["pacemaker"]
 # every node (servers too): the runtime, the pod network, the kubelet, kube-proxy
 CONTAINERD, POD_ROUTES = UNITS["containerd"], UNITS["hakube-pod-routes"]
 KUBELET, KUBE_PROXY = UNITS["kubelet"], UNITS["kube-proxy"]

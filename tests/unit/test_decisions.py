@@ -4,6 +4,8 @@ fixtures/steps/etcd/<case>.json: one server's etcd facts (its data, the membersh
 healthy member reports, its current config) -> bootstrap, join, rejoin or keep, with the
 initial-cluster it writes and the sentence the run (and a dry run) prints.
 fixtures/steps/status/<case>.json: gathered status facts -> problems, notes, verdict.
+fixtures/steps/services/<case>.json: a unit's state and what changed -> enable, start,
+restart, disable, reload, with their sentences.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import pytest
 
 from hakube.facts.etcd import EtcdMember
 from hakube.engine.membership import decide
+from hakube.engine import restarts
 from hakube.engine.plan import Action
+from hakube.engine.steps.front_door import front_door_order
 from hakube.verify.status import Status, judge
 
 STEPS = Path(__file__).parent / "fixtures" / "steps"
 ETCD = sorted((STEPS / "etcd").glob("*.json"))
 STATUS = sorted((STEPS / "status").glob("*.json"))
+SERVICES = sorted((STEPS / "services").glob("*.json"))
 
 
 def _members(raw):
@@ -82,3 +87,16 @@ def test_status_verdict(case: Path) -> None:
     assert st.problems == c["expect"]["problems"]
     assert st.notes == c["expect"]["notes"]
     assert st.verdict == c["expect"]["verdict"]
+
+
+@pytest.mark.parametrize("case", SERVICES, ids=lambda p: p.stem)
+def test_which_services_start_restart_or_are_enabled(case: Path) -> None:
+    c = json.loads(case.read_text())
+    got = restarts.decide(c["unit"], c["active"], c["enabled"], c["triggers"], c["unitChanged"], c["clusterManaged"])
+    assert [[s.verb, s.sentence] for s in got] == c["expect"]
+
+
+@pytest.mark.parametrize("case", sorted((STEPS / "front-door").glob("*.json")), ids=lambda p: p.stem)
+def test_front_door_order(case: Path) -> None:
+    c = json.loads(case.read_text())
+    assert [list(x) for x in front_door_order(c["lbHosts"], c["vipHosts"], c["lb"], c["vip"])] == c["expect"]

@@ -11,20 +11,28 @@ from ..gates import wait_endpoint_ready, wait_pacemaker_quorum, wait_vip_single_
 from ..plan import Action, execute
 
 
+def front_door_order(lb_hosts: list[str], vip_hosts: list[str], lb: str, vip: str) -> list[tuple[str, str, bool]]:
+    """(host, unit, owned by pacemaker) in the order they converge: every load balancer,
+    ONE host at a time (restarting every load balancer at once is an outage), then the VIP
+    (keepalived one host at a time; corosync everywhere, then pacemaker everywhere).
+    Pure: fixture-tested in tests/unit/fixtures/steps/front-door/."""
+    # pacemaker runs the load balancer together with the VIP, on one host at a time
+    order = [(h, lb, vip == "pacemaker" and h in vip_hosts) for h in lb_hosts]
+    if vip == "keepalived":
+        order += [(h, "keepalived", False) for h in vip_hosts]
+    elif vip == "pacemaker":
+        order += [(h, "corosync", False) for h in vip_hosts] + [(h, "pacemaker", False) for h in vip_hosts]
+    return order
+
+
 async def phase_front_door(d: Deploy) -> None:
     cp = d.loaded.cluster.spec.control_plane
     with d.ui.phase("front door") as report:
-        lb = services.LOAD_BALANCERS[cp.load_balancer.provider]
-        # pacemaker runs the load balancer together with the VIP, on one host at a time
-        by_pacemaker = cp.vip.provider == "pacemaker"
-        # one host at a time: restarting every load balancer at once is an outage
-        for h in d.topo.lb_hosts:
-            await d.converge_service(report, h, lb, cluster_managed=by_pacemaker and h in d.topo.vip_hosts)
-        if cp.vip.provider == "keepalived":
-            for h in d.topo.vip_hosts:
-                await d.converge_service(report, h, services.KEEPALIVED)
-        elif cp.vip.provider == "pacemaker":
-            await _converge_pacemaker(d, report)
+        for host, unit, managed in front_door_order(d.topo.lb_hosts, d.topo.vip_hosts,
+                                                    cp.load_balancer.provider, cp.vip.provider):
+            await d.converge_service(report, host, services.UNITS[unit], cluster_managed=managed)
+        if cp.vip.provider == "pacemaker":
+            await _load_pacemaker_resources(d, report)
         if not d.dry_run:
             if d.topo.vip_hosts:
                 holder = await wait_vip_single_holder(d)
@@ -33,11 +41,7 @@ async def phase_front_door(d: Deploy) -> None:
             d.ui.ok("local", f"{d.topo.api_url} ready, TLS verified")
 
 
-async def _converge_pacemaker(d: Deploy, report: PhaseReport) -> None:
-    for h in d.topo.vip_hosts:
-        await d.converge_service(report, h, services.COROSYNC)
-    for h in d.topo.vip_hosts:
-        await d.converge_service(report, h, services.PACEMAKER)
+async def _load_pacemaker_resources(d: Deploy, report: PhaseReport) -> None:
     first = d.topo.vip_hosts[0]
     crm = pacemaker.CRM_SCRIPT
     loaded = (await d.conns[first].run("crm_resource --list 2>/dev/null | grep -q hakube", check=False)).ok
