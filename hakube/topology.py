@@ -76,6 +76,48 @@ class Topology:
     def address(self, name: str) -> str:
         return self.host(name).address
 
+    # ---- the spec's sections components read: Topology is their only door to the spec ----
+
+    @property
+    def network(self):
+        """spec.network: node, pod and service networks, cluster DNS and domain."""
+        return self.cluster.spec.network
+
+    @property
+    def addons(self):
+        """spec.addons: CoreDNS, monitoring, dashboard, ingress, MetalLB."""
+        return self.cluster.spec.addons
+
+    @property
+    def datastore(self):
+        """spec.datastore: etcd on the servers (and its timers) or external endpoints."""
+        return self.cluster.spec.datastore
+
+    @property
+    def control_plane(self):
+        """spec.controlPlane: endpoint, VIP and load balancer settings."""
+        return self.cluster.spec.control_plane
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        """The Kubernetes minor version, for version-aware flags."""
+        return self.cluster.spec.distribution.minor
+
+    @property
+    def images(self):
+        """spec.distribution.images: OCI archives to load (air-gapped), or None."""
+        return self.cluster.spec.distribution.images
+
+    @property
+    def kubernetes_options(self):
+        """spec.kubernetes (options only the kubernetes distribution understands), or None."""
+        return self.cluster.spec.kubernetes
+
+    @property
+    def k3s_options(self):
+        """spec.k3s (options only k3s understands), or None."""
+        return self.cluster.spec.k3s
+
     @property
     def api_url(self) -> str:
         # The address, not the DNS name: it works before anyone has set up DNS for it.

@@ -89,3 +89,11 @@ def test_units_are_declared_once_by_their_components() -> None:
     assert set(SYSTEMD_UNITS) <= services, set(SYSTEMD_UNITS) - services
     for u in UNITS.values():
         assert set(u.reads) <= set(NAMES), f"{u.unit} reads an unknown component: {u.reads}"
+
+
+def test_components_reach_the_spec_only_through_topology() -> None:
+    """Topology is the components' only door to the spec: no `topo.cluster...` in them."""
+    reaching = [f"{p.relative_to(ROOT)}:{i}" for p in (ROOT / "components").rglob("*.py")
+                for i, line in enumerate(p.read_text().splitlines(), 1) if ".cluster.spec" in line
+                or "topo.cluster." in line]
+    assert reaching == [], f"add what they need to Topology instead: {reaching}"

@@ -78,15 +78,15 @@ class MetalLBConfig:
 
 
 def dashboard_config(topo: Topology) -> DashboardConfig:
-    d = topo.cluster.spec.addons.dashboard
+    d = topo.addons.dashboard
     return DashboardConfig(DASHBOARD_NAMESPACE, DASHBOARD_ACCOUNT, d.cluster_admin)
 
 
 def ingress_config(topo: Topology) -> IngressConfig:
-    i = topo.cluster.spec.addons.ingress
+    i = topo.addons.ingress
     return IngressConfig(
         namespace=INGRESS_NAMESPACE,
-        image=ingress_image(topo.cluster.spec.distribution.minor),
+        image=ingress_image(topo.minor),
         http_node_port=i.http_node_port,
         https_node_port=i.https_node_port,
         # Two controllers: one node failing leaves one serving (NodePort traffic reaches
@@ -96,7 +96,7 @@ def ingress_config(topo: Topology) -> IngressConfig:
 
 
 def metallb_config(topo: Topology) -> MetalLBConfig:
-    return MetalLBConfig(METALLB_NAMESPACE, tuple(topo.cluster.spec.addons.metallb.addresses))
+    return MetalLBConfig(METALLB_NAMESPACE, tuple(topo.addons.metallb.addresses))
 
 
 def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
@@ -104,7 +104,7 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
 
 
 def cluster_files(ctx: RenderContext) -> list[File]:
-    a = ctx.topo.cluster.spec.addons
+    a = ctx.topo.addons
     out = []
     if a.dashboard.enabled:
         out.append(File(DASHBOARD, template(__file__, "dashboard.yaml.j2", c=dashboard_config(ctx.topo))))

@@ -55,7 +55,7 @@ def config_for(topo: Topology, host: HostPlan) -> PodNetwork:
         host=host.name,
         bridge=BRIDGE,
         cni_version=CNI_VERSION,
-        cluster_pod_cidr=str(topo.cluster.spec.network.pod_cidr),
+        cluster_pod_cidr=str(topo.network.pod_cidr),
         node_pod_cidr=host.pod_cidr,
         routes=tuple(PodRoute(h.name, h.pod_cidr, h.address) for h in topo.hosts
                      if h.name != host.name and h.pod_cidr and h.runs("kubelet")),

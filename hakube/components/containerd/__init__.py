@@ -72,7 +72,7 @@ class ContainerdConfig:
 def config_for(topo: Topology, host: HostPlan) -> ContainerdConfig:
     return ContainerdConfig(
         host=host.name,
-        sandbox_image=pause_image(topo.cluster.spec.distribution.minor),
+        sandbox_image=pause_image(topo.minor),
         systemd_cgroup=CGROUP_DRIVER == "systemd",
     )
 

@@ -82,8 +82,7 @@ def eligible_nodes(topo: Topology, tolerations: tuple[Toleration, ...] = TOLERAT
 
 
 def config_for(topo: Topology) -> CoreDNSConfig:
-    spec = topo.cluster.spec
-    dns = spec.addons.coredns
+    dns = topo.addons.coredns
     nodes = eligible_nodes(topo)
     if dns.anti_affinity == "required":
         # At least 1 even when no node qualifies: DNS then waits for a node, visibly Pending.
@@ -98,7 +97,7 @@ def config_for(topo: Topology) -> CoreDNSConfig:
     pdb = None
     if dns.pod_disruption_budget:
         # policy/v1 is served from Kubernetes 1.21; 1.20 has only policy/v1beta1.
-        pdb = "policy/v1" if topo.cluster.spec.distribution.minor >= (1, 21) else "policy/v1beta1"
+        pdb = "policy/v1" if topo.minor >= (1, 21) else "policy/v1beta1"
     return CoreDNSConfig(
         image=dns.image,
         requested_replicas=dns.replicas,
@@ -108,8 +107,8 @@ def config_for(topo: Topology) -> CoreDNSConfig:
         max_surge=max_surge,
         max_unavailable=max_unavailable,
         pdb_api_version=pdb,
-        cluster_ip=str(spec.network.cluster_dns),
-        cluster_domain=spec.network.cluster_domain,
+        cluster_ip=str(topo.network.cluster_dns),
+        cluster_domain=topo.network.cluster_domain,
         tolerations=TOLERATIONS,
     )
 
@@ -123,6 +122,6 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
 
 
 def cluster_files(ctx: RenderContext) -> list[File]:
-    if not ctx.topo.cluster.spec.addons.coredns.enabled:
+    if not ctx.topo.addons.coredns.enabled:
         return []
     return render(config_for(ctx.topo))

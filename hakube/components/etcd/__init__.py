@@ -67,7 +67,7 @@ def member_for(topo: Topology, host: HostPlan,
         initial_cluster = tuple((n, peer_url(topo.address(n))) for n in order[: idx + 1])
     if initial_state is None:
         initial_state = "new" if idx == 0 else "existing"
-    tuning = topo.cluster.spec.datastore.etcd
+    tuning = topo.datastore.etcd
     return EtcdMember(
         name=host.name,
         address=host.address,

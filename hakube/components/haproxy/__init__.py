@@ -40,7 +40,7 @@ class HAProxyConfig:
 
 
 def config_for(topo: Topology, host: HostPlan) -> HAProxyConfig:
-    lb = topo.cluster.spec.control_plane.load_balancer
+    lb = topo.control_plane.load_balancer
     local_only = lb.placement == "agents-local"
     return HAProxyConfig(
         host=host.name,
@@ -51,7 +51,7 @@ def config_for(topo: Topology, host: HostPlan) -> HAProxyConfig:
         check_fall=lb.check_fall,
         check_rise=lb.check_rise,
         connect_timeout_ms=lb.connect_timeout_ms,
-        metrics=topo.cluster.spec.addons.monitoring.enabled and not local_only,
+        metrics=topo.addons.monitoring.enabled and not local_only,
     )
 
 

@@ -50,7 +50,7 @@ class K3sConfig:
     node_labels: tuple[str, ...]
     node_taints: tuple[str, ...]
     flannel_iface: str | None
-    extra_args: tuple[str, ...]  # spec.k3s.extra{Server,Agent}Args, quoted for systemd
+    extra_args: tuple[str, ...]  # topo.k3s_options.extra{Server,Agent}Args, quoted for systemd
     # server only
     https_listen_port: int | None = None
     tls_sans: tuple[str, ...] = ()
@@ -77,7 +77,7 @@ def tls_sans(topo: Topology) -> tuple[str, ...]:
     """topo.sans without the names K3s adds by itself (service names, localhost, the
     first service address): the VIP, the DNS name, every server and balancer address.
     Identical on every server, so whichever server issues a certificate includes all."""
-    domain = topo.cluster.spec.network.cluster_domain
+    domain = topo.network.cluster_domain
     builtin = {"kubernetes", "kubernetes.default", "kubernetes.default.svc",
                f"kubernetes.default.svc.{domain}", "localhost", "127.0.0.1", topo.first_service_ip}
     return tuple(s for s in topo.sans if s not in builtin)
@@ -86,11 +86,10 @@ def tls_sans(topo: Topology) -> tuple[str, ...]:
 def disabled(topo: Topology) -> tuple[str, ...]:
     """spec.k3s.disable, plus K3s's own single-replica CoreDNS when hakube's HA CoreDNS
     add-on replaces it, plus servicelb when MetalLB answers for LoadBalancer Services."""
-    spec = topo.cluster.spec
-    names = list(spec.k3s.disable if spec.k3s else ["traefik", "servicelb"])
-    if spec.addons.coredns.enabled:
+    names = list(topo.k3s_options.disable if topo.k3s_options else ["traefik", "servicelb"])
+    if topo.addons.coredns.enabled:
         names.append("coredns")
-    if spec.addons.metallb.enabled:
+    if topo.addons.metallb.enabled:
         names.append("servicelb")
     return tuple(dict.fromkeys(names))
 
@@ -101,8 +100,7 @@ def config_for(topo: Topology, host: HostPlan, new_cluster: bool | None = None) 
     new_cluster: whether this server starts a new embedded etcd. Default: only the
     bootstrap server does. The deploy passes False when a healthy server exists.
     """
-    spec = topo.cluster.spec
-    k3s = spec.k3s
+    k3s = topo.k3s_options
     server = host.runs("k3s-server")
     backend = k3s.flannel_backend if k3s else "vxlan"
     common = dict(
@@ -120,7 +118,7 @@ def config_for(topo: Topology, host: HostPlan, new_cluster: bool | None = None) 
                          extra_args=tuple(systemd_quote(a, "k3s-agent.service") for a in (k3s.extra_agent_args if k3s else [])),
                          **common)
 
-    ds = spec.datastore
+    ds = topo.datastore
     embedded = ds.type == "etcd"
     if new_cluster is None:
         new_cluster = host.name == topo.bootstrap_server
@@ -137,16 +135,16 @@ def config_for(topo: Topology, host: HostPlan, new_cluster: bool | None = None) 
         extra_args=tuple(systemd_quote(a, "k3s.service") for a in (k3s.extra_server_args if k3s else [])),
         https_listen_port=topo.apiserver_port,
         tls_sans=tls_sans(topo),
-        cluster_cidr=str(spec.network.pod_cidr),
-        service_cidr=str(spec.network.service_cidr),
-        cluster_dns=str(spec.network.cluster_dns),
-        cluster_domain=spec.network.cluster_domain,
-        node_port_range=spec.network.node_port_range,
+        cluster_cidr=str(topo.network.pod_cidr),
+        service_cidr=str(topo.network.service_cidr),
+        cluster_dns=str(topo.network.cluster_dns),
+        cluster_domain=topo.network.cluster_domain,
+        node_port_range=topo.network.node_port_range,
         flannel_backend=backend,
         disable=disabled(topo),
         etcd_args=(f"heartbeat-interval={ds.etcd.heartbeat_interval_ms}",
                    f"election-timeout={ds.etcd.election_timeout_ms}") if embedded else (),
-        etcd_expose_metrics=embedded and spec.addons.monitoring.enabled,
+        etcd_expose_metrics=embedded and topo.addons.monitoring.enabled,
         datastore_endpoint=None if embedded else ",".join(ds.endpoints),
         **external_tls,
         **common,

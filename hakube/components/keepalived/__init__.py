@@ -71,14 +71,13 @@ class KeepalivedConfig:
 
 
 def config_for(topo: Topology, host: HostPlan, password: str) -> KeepalivedConfig:
-    spec = topo.cluster.spec
-    vip = spec.control_plane.vip
+    vip = topo.control_plane.vip
     members = topo.vip_hosts
     idx = members.index(host.name)
-    placement = spec.control_plane.load_balancer.placement
+    placement = topo.control_plane.load_balancer.placement
     checks = []
     if host.name in topo.lb_hosts and placement != "agents-local":
-        if spec.control_plane.load_balancer.provider == "haproxy":
+        if topo.control_plane.load_balancer.provider == "haproxy":
             checks.append(Check("HAProxy on this host runs (its own monitor URI)", "http",
                                 f"http://127.0.0.1:{haproxy.HEALTH_PORT}/healthz"))
         else:
@@ -92,7 +91,7 @@ def config_for(topo: Topology, host: HostPlan, password: str) -> KeepalivedConfi
         address=host.address,
         interface=host.interface,
         vip=topo.endpoint_host,
-        prefix=spec.network.node_cidr.prefixlen,
+        prefix=topo.network.node_cidr.prefixlen,
         router_id=topo.virtual_router_id,
         priority=150 - idx,
         advert_interval=vip.advert_interval,

@@ -39,7 +39,7 @@ class APIServer:
     insecure_port_flag: bool  # < 1.24
     goaway_chance: str | None  # only with several apiservers behind a load balancer
     feature_gates: str  # "A=true,B=false", sorted; "" for none
-    extra_args: tuple[str, ...]  # spec.kubernetes.apiserverExtraArgs, quoted for systemd
+    extra_args: tuple[str, ...]  # topo.kubernetes_options.apiserverExtraArgs, quoted for systemd
 
 
 def flag_args(args: dict[str, str], where: str = "kube-apiserver.service") -> tuple[str, ...]:
@@ -69,25 +69,23 @@ def etcd_servers(topo: Topology, host: HostPlan) -> tuple[str, ...]:
     its own server alone: if that member fails, this apiserver fails /readyz and the load
     balancers stop using it, while the others carry on.
     """
-    spec = topo.cluster.spec
-    if spec.datastore.type == "external":
-        return tuple(spec.datastore.endpoints)
+    if topo.datastore.type == "external":
+        return tuple(topo.datastore.endpoints)
     return (f"https://{host.address}:{ETCD_CLIENT_PORT}",)
 
 
 def config_for(topo: Topology, host: HostPlan) -> APIServer:
-    spec = topo.cluster.spec
-    k8s = spec.kubernetes
+    k8s = topo.kubernetes_options
     return APIServer(
         host=host.name,
         advertise_address=host.address,
         secure_port=topo.apiserver_port,
         etcd_servers=etcd_servers(topo, host),
         local_etcd=host.runs("etcd"),
-        service_cidr=str(spec.network.service_cidr),
-        node_port_range=spec.network.node_port_range,
-        service_account_issuer=f"https://kubernetes.default.svc.{spec.network.cluster_domain}",
-        insecure_port_flag=spec.distribution.minor < (1, 24),
+        service_cidr=str(topo.network.service_cidr),
+        node_port_range=topo.network.node_port_range,
+        service_account_issuer=f"https://kubernetes.default.svc.{topo.network.cluster_domain}",
+        insecure_port_flag=topo.minor < (1, 24),
         goaway_chance="0.001" if len(topo.servers) > 1 else None,
         feature_gates=feature_gates(k8s.feature_gates) if k8s else "",
         extra_args=flag_args(k8s.apiserver_extra_args) if k8s else (),

@@ -41,13 +41,12 @@ class ControllerManager:
 
 
 def config_for(topo: Topology, host: HostPlan) -> ControllerManager:
-    spec = topo.cluster.spec
     return ControllerManager(
         host=host.name,
-        cluster_cidr=str(spec.network.pod_cidr),
-        service_cidr=str(spec.network.service_cidr),
-        insecure_port_flag=spec.distribution.minor < (1, 22),
-        feature_gates=feature_gates(spec.kubernetes.feature_gates) if spec.kubernetes else "",
+        cluster_cidr=str(topo.network.pod_cidr),
+        service_cidr=str(topo.network.service_cidr),
+        insecure_port_flag=topo.minor < (1, 22),
+        feature_gates=feature_gates(topo.kubernetes_options.feature_gates) if topo.kubernetes_options else "",
     )
 
 

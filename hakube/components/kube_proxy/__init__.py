@@ -28,11 +28,10 @@ class KubeProxyConfig:
 
 
 def config_for(topo: Topology, host: HostPlan) -> KubeProxyConfig:
-    spec = topo.cluster.spec
     return KubeProxyConfig(
         host=host.name,
-        cluster_cidr=str(spec.network.pod_cidr),
-        feature_gates=tuple(sorted(spec.kubernetes.feature_gates.items())) if spec.kubernetes else (),
+        cluster_cidr=str(topo.network.pod_cidr),
+        feature_gates=tuple(sorted(topo.kubernetes_options.feature_gates.items())) if topo.kubernetes_options else (),
     )
 
 

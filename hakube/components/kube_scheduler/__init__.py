@@ -28,11 +28,10 @@ class Scheduler:
 
 
 def config_for(topo: Topology, host: HostPlan) -> Scheduler:
-    spec = topo.cluster.spec
     return Scheduler(
         host=host.name,
-        insecure_port_flag=spec.distribution.minor < (1, 23),
-        feature_gates=feature_gates(spec.kubernetes.feature_gates) if spec.kubernetes else "",
+        insecure_port_flag=topo.minor < (1, 23),
+        feature_gates=feature_gates(topo.kubernetes_options.feature_gates) if topo.kubernetes_options else "",
     )
 
 

@@ -69,10 +69,9 @@ def server_taint(minor: tuple[int, int]) -> Taint:
 
 
 def registration_taints(topo: Topology, host: HostPlan) -> tuple[Taint, ...]:
-    spec = topo.cluster.spec
     out = []
-    if "server" in host.roles and not spec.control_plane.schedulable_servers:
-        out.append(server_taint(spec.distribution.minor))
+    if "server" in host.roles and not topo.control_plane.schedulable_servers:
+        out.append(server_taint(topo.minor))
     out += [Taint.parse(t) for t in host.taints]
     return tuple(out)
 
@@ -99,7 +98,7 @@ class KubeletConfig:
     remote_runtime_flag: bool  # < 1.24: --container-runtime=remote
     pod_infra_image: str | None  # 1.24 to 1.26: --pod-infra-container-image
     feature_gates: tuple[tuple[str, bool], ...]
-    extra_args: tuple[str, ...]  # spec.kubernetes.kubeletExtraArgs, quoted for systemd
+    extra_args: tuple[str, ...]  # topo.kubernetes_options.kubeletExtraArgs, quoted for systemd
 
     @property
     def labels_flag(self) -> str:
@@ -118,15 +117,14 @@ def _list_item(item: str, where: str) -> str:
 
 
 def config_for(topo: Topology, host: HostPlan) -> KubeletConfig:
-    spec = topo.cluster.spec
-    minor = spec.distribution.minor
-    k8s = spec.kubernetes
+    minor = topo.minor
+    k8s = topo.kubernetes_options
     assert host.pod_cidr, f"{host.name} runs a kubelet but has no pod range"
     return KubeletConfig(
         host=host.name,
         node_ip=host.address,
-        cluster_dns=(str(spec.network.cluster_dns),),
-        cluster_domain=spec.network.cluster_domain,
+        cluster_dns=(str(topo.network.cluster_dns),),
+        cluster_domain=topo.network.cluster_domain,
         pod_cidr=host.pod_cidr,
         cgroup_driver=CGROUP_DRIVER,
         resolv_conf=RESOLV_CONF,

@@ -159,9 +159,8 @@ class MonitoringConfig:
 
 
 def config_for(topo: Topology) -> MonitoringConfig:
-    spec = topo.cluster.spec
-    mon = spec.addons.monitoring
-    cp = spec.control_plane
+    mon = topo.addons.monitoring
+    cp = topo.control_plane
 
     def targets(names) -> tuple[Target, ...]:
         return tuple(Target(n, topo.address(n)) for n in names)
@@ -170,7 +169,7 @@ def config_for(topo: Topology) -> MonitoringConfig:
     seconds(mon.retention)  # a bad duration fails here, not in Prometheus at start
     timeout = mon.scrape_interval if interval_s < DEFAULT_SCRAPE_TIMEOUT_S else f"{DEFAULT_SCRAPE_TIMEOUT_S}s"
 
-    etcd = spec.datastore.type == "etcd"
+    etcd = topo.datastore.type == "etcd"
     if topo.distribution == "k3s":  # where K3s keeps its embedded etcd's certificates
         ca, crt, key = (f"{paths.K3S_TLS}/etcd/{f}" for f in ("server-ca.crt", "server-client.crt",
                                                               "server-client.key"))
@@ -197,8 +196,8 @@ def config_for(topo: Topology) -> MonitoringConfig:
         distribution=topo.distribution,
         etcd_members=targets(topo.servers) if etcd else (),
         etcdctl_command=etcdctl,
-        etcd_heartbeat_ms=spec.datastore.etcd.heartbeat_interval_ms,
-        etcd_election_ms=spec.datastore.etcd.election_timeout_ms,
+        etcd_heartbeat_ms=topo.datastore.etcd.heartbeat_interval_ms,
+        etcd_election_ms=topo.datastore.etcd.election_timeout_ms,
         apiservers=targets(topo.servers),
         apiserver_port=topo.apiserver_port,
         lb_provider=cp.load_balancer.provider,
@@ -275,13 +274,13 @@ def rules(cfg: MonitoringConfig) -> str:
 
 
 def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
-    if not ctx.topo.cluster.spec.addons.monitoring.enabled:
+    if not ctx.topo.addons.monitoring.enabled:
         return []
     return render(config_for(ctx.topo), host)
 
 
 def cluster_files(ctx: RenderContext) -> list[File]:
-    if not ctx.topo.cluster.spec.addons.monitoring.enabled:
+    if not ctx.topo.addons.monitoring.enabled:
         return []
     return [File(RBAC_MANIFEST, template(__file__, "monitoring-rbac.yaml.j2", user=MONITORING_USER))]
 

@@ -76,7 +76,7 @@ class NginxConfig:
 
 
 def config_for(topo: Topology, host: HostPlan) -> NginxConfig:
-    lb = topo.cluster.spec.control_plane.load_balancer
+    lb = topo.control_plane.load_balancer
     local_only = lb.placement == "agents-local"
     return NginxConfig(
         host=host.name,

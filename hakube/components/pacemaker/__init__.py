@@ -76,10 +76,9 @@ class PacemakerConfig:
 
 
 def config_for(topo: Topology) -> PacemakerConfig:
-    spec = topo.cluster.spec
     members = tuple(Member(i + 1, n, topo.address(n)) for i, n in enumerate(topo.vip_hosts))
     interfaces = {topo.host(n).interface for n in topo.vip_hosts}
-    provider = spec.control_plane.load_balancer.provider
+    provider = topo.control_plane.load_balancer.provider
     # agents-local: the members are servers without a load balancer; the VIP leads
     # straight to their apiservers.
     lb_here = all(topo.host(n).runs(provider) for n in topo.vip_hosts)
@@ -88,7 +87,7 @@ def config_for(topo: Topology) -> PacemakerConfig:
         members=members,
         token_ms=TOKEN_MS,
         vip=topo.endpoint_host,
-        prefix=spec.network.node_cidr.prefixlen,
+        prefix=topo.network.node_cidr.prefixlen,
         nic=interfaces.pop() if len(interfaces) == 1 else None,
         load_balancer=provider if lb_here else None,
         port=topo.endpoint_port,
