@@ -11,12 +11,11 @@ import time
 
 import httpx
 
-from .. import paths
 from ..timeouts import scaled
 from ..verify.clients import admin_client
 from .context import Deploy, GateError
 from ..facts import etcd as etcd_facts
-from ..facts import kube
+from ..facts import apiserver, kube
 from ..facts import vip as vip_facts
 
 ETCD_JOIN_TIMEOUT = 90.0
@@ -44,16 +43,16 @@ async def wait_etcd_healthy(d: Deploy, s: str) -> None:
 
 async def wait_apiserver_ready(d: Deploy, s: str, timeout: float = READY_TIMEOUT) -> None:
     url = f"https://127.0.0.1:{d.topo.apiserver_port}/readyz"
-    cmd = (f"curl -sS --max-time 5 --cacert {paths.CA_CRT} --cert {paths.LB_CHECK_CRT} "
-           f"--key {paths.LB_CHECK_KEY} -o /dev/stderr -w '%{{http_code}}' {url}")
+    cmd = apiserver.readyz_command(d.topo.apiserver_port)
     deadline = time.monotonic() + scaled(timeout)
     seen = "no answer"
     with d.ui.waiting(f"{s}: waiting for kube-apiserver /readyz"):
         while time.monotonic() < deadline:
             r = await d.conns[s].run(cmd, check=False, timeout=10)
-            if r.stdout.strip() == "200":
+            answer = apiserver.parse_readyz(r.stdout, r.stderr)
+            if answer.ready:
                 return
-            seen = f"HTTP {r.stdout.strip() or '-'}: " + " ".join(r.stderr.split())[-300:]
+            seen = answer.seen
             await asyncio.sleep(1)
     raise GateError(s, f"{url} answers 200 within {scaled(timeout):.0f} s", seen, await d.journal(s, "kube-apiserver"))
 

@@ -8,4 +8,5 @@ reads the same fact its own way). Parsers are pure and fixture-tested
     vip       who holds the VIP, and keepalived's or pacemaker's view of it
     haproxy   each load balancer's view of each apiserver backend
     kube      nodes and their readiness
+    apiserver /readyz of one apiserver
 """

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hakube.facts import etcd, haproxy, kube, vip
+from hakube.facts import apiserver, etcd, haproxy, kube, vip
 
 FACTS = Path(__file__).parent / "fixtures" / "facts"
 
@@ -77,3 +77,16 @@ def test_vip_holds() -> None:
 def test_nodes() -> None:
     got = kube.parse_nodes(json.loads((FACTS / "kube" / "nodes.json").read_text()))
     assert {n: {"ready": f.ready, "roles": f.roles, "message": f.message} for n, f in got.items()} == expected("kube")
+
+
+@pytest.mark.parametrize("stdout,stderr,ready,seen", [
+    ("200", "ok", True, "HTTP 200"),
+    ("500", "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed", False,
+     "HTTP 500: [+]ping ok [-]etcd failed: reason withheld readyz check failed"),
+    ("000", "curl: (7) Failed to connect to 127.0.0.1 port 6444: Connection refused", False,
+     "HTTP 000: curl: (7) Failed to connect to 127.0.0.1 port 6444: Connection refused"),
+    ("", "", False, "HTTP -: "),
+])
+def test_apiserver_readyz(stdout, stderr, ready, seen) -> None:
+    got = apiserver.parse_readyz(stdout, stderr)
+    assert (got.ready, got.seen) == (ready, seen)
