@@ -1,8 +1,11 @@
 """SSH connections with asyncssh: host keys verified, parallel with a bound, sudo when needed.
 
-Host keys are checked against a known_hosts file. With `hostKeyPolicy: accept-new` a host
-that has no entry yet is trusted on first contact and recorded; a host whose key CHANGED is
-always refused (that is what a man in the middle looks like).
+Host keys are checked against a known_hosts file, matched by asyncssh exactly as OpenSSH
+matches it: plain, hashed (`|1|...`) and pattern entries, revoked keys and CAs. With
+`hostKeyPolicy: accept-new` a host that has no entry at all is trusted on first contact and
+recorded; a host whose key CHANGED is always refused, whatever form its entry has (that is
+what a man in the middle looks like). tests/unit/test_host_keys.py proves each case against
+a real SSH server.
 """
 
 from __future__ import annotations
@@ -38,15 +41,19 @@ class SSHTarget:
 
 
 class _Client(asyncssh.SSHClient):
-    """Accepts an unknown host key only under accept-new, and remembers it to record it."""
+    """Accepts a host key known_hosts does not vouch for only under accept-new, and only
+    for a host known_hosts has NO entry for (a changed key is never accepted); remembers
+    the accepted key to record it.
 
-    def __init__(self, target: SSHTarget, known: set[str]):
+    asyncssh asks this only for keys its own known_hosts matching did not trust."""
+
+    def __init__(self, target: SSHTarget, has_entry: bool):
         self.target = target
-        self.known = known  # hosts that already have an entry in known_hosts
+        self.has_entry = has_entry
         self.new_key: asyncssh.SSHKey | None = None
 
     def validate_host_public_key(self, host, addr, port, key) -> bool:
-        if self.target.accept_new and _kh_name(self.target) not in self.known:
+        if self.target.accept_new and not self.has_entry:
             self.new_key = key
             return True
         return False
@@ -56,14 +63,13 @@ def _kh_name(t: SSHTarget) -> str:
     return t.address if t.port == 22 else f"[{t.address}]:{t.port}"
 
 
-def _known_names(path: Path) -> set[str]:
-    names: set[str] = set()
-    if path.exists():
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if parts and not line.startswith("#"):
-                names.update(parts[0].split(","))
-    return names
+def _has_entry(known: asyncssh.SSHKnownHosts, t: SSHTarget) -> bool:
+    """Whether known_hosts has any entry for the target: plain, hashed (`|1|...`, what
+    OpenSSH writes with HashKnownHosts) or a pattern (`[10.0.0.*]:22`), matched the way
+    asyncssh (and OpenSSH) match them, revoked keys and CAs included."""
+    host_keys, ca_keys, revoked, x509_certs, _revoked_certs, x509_subjects, _ = known.match(
+        t.address, t.address, t.port if t.port != 22 else None)
+    return bool(host_keys or ca_keys or revoked or x509_certs or x509_subjects)
 
 
 _known_hosts_lock = asyncio.Lock()
@@ -153,14 +159,18 @@ class SSHConnector:
 
 async def _connect(t: SSHTarget, tunnel) -> asyncssh.SSHClientConnection:
     kh_path = t.known_hosts.expanduser()
-    known = _known_names(kh_path)
-    if not t.accept_new and _kh_name(t) not in known:
+    try:
+        trusted = asyncssh.read_known_hosts(str(kh_path)) if kh_path.exists() else asyncssh.import_known_hosts("")
+    except (OSError, ValueError, asyncssh.KeyImportError) as e:
+        raise ConnectError(f"{t.name} ({t.address}): cannot read {kh_path}: {e} "
+                           f"(fix: repair or remove the malformed line)") from None
+    has_entry = _has_entry(trusted, t)
+    if not t.accept_new and not has_entry:
         raise ConnectError(
             f"{t.name} ({t.address}): no host key for it in {kh_path}; refusing to connect "
             f"(fix: add its key, e.g. `ssh-keyscan -p {t.port} {t.address} >> {kh_path}` after checking "
             f"the fingerprint, or set spec.ssh.hostKeyPolicy: accept-new to trust on first contact)")
-    trusted = asyncssh.read_known_hosts(str(kh_path)) if kh_path.exists() else asyncssh.import_known_hosts("")
-    client = _Client(t, known)
+    client = _Client(t, has_entry)
     # With a key file: that key only. Without: asyncssh's defaults (agent, ~/.ssh/id_*).
     auth = {"client_keys": [str(t.key_file.expanduser())], "agent_path": None} if t.key_file else {}
     conn, _ = await asyncio.wait_for(asyncssh.create_connection(
