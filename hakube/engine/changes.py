@@ -95,7 +95,7 @@ async def apply_files(conn: Connector, changes: list[FileChange]) -> None:
     for c in changes:
         d = c.desired
         if d.local is not None:
-            await conn.put_file(d.path, d.local, mode=d.mode)  # type: ignore[attr-defined]
+            await conn.put_file(d.path, d.local, mode=d.mode, sha256=d.sha256)  # type: ignore[attr-defined]
         else:
             await conn.put(d.path, d.content, mode=d.mode, owner=d.owner, group=d.group, secret=d.secret)
 

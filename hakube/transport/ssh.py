@@ -11,6 +11,7 @@ a real SSH server.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,8 +103,11 @@ class SSHConnector:
         return cls(target, conn, log, jump_conn)
 
     async def run(self, command: str, *, input: str | bytes | None = None, check: bool = True,
-                  timeout: float | None = None, what: str = "", log_output: bool = True) -> Result:
-        wrapped = f"sudo -n sh -c {shlex.quote(command)}" if self.target.use_sudo else command
+                  timeout: float | None = None, what: str = "", log_output: bool = True,
+                  as_login_user: bool = False) -> Result:
+        """Run `command` (as root: through sudo for a non-root login, unless `as_login_user`)."""
+        sudo = self.target.use_sudo and not as_login_user
+        wrapped = f"sudo -n sh -c {shlex.quote(command)}" if sudo else command
         try:
             r = await self._conn.run(wrapped, input=input, check=False, timeout=timeout,
                                      encoding=None if isinstance(input, bytes) else "utf-8")
@@ -137,24 +141,47 @@ class SSHConnector:
                                        f"{owner}:{group}{', secret' if secret else ''})")
         await self.run(cmd, input=content, what=f"writing {path}", log_output=not secret)
 
-    async def put_file(self, path: str, local: Path, *, mode: int = 0o755) -> None:
-        """Copy a large local file (a binary) with SFTP, then move it into place atomically."""
-        tmp = f"/tmp/.hakube-upload-{Path(path).name}"
+    async def put_file(self, path: str, local: Path, *, mode: int = 0o755, sha256: str | None = None) -> None:
+        """Copy a large local file (a binary) with SFTP, then install it atomically.
+
+        The upload lands in a folder created for it alone (`mktemp -d`: a fresh name, mode
+        0700, owned by the login user), so no other user can plant or swap the file; what
+        was installed is checked against the local file's sha256 before it is moved into
+        place, and the folder is removed whatever happens."""
+        digest = sha256 or _file_sha256(local)
         if self._log:
-            self._log.write(self.host, f"upload {local} -> {path} ({local.stat().st_size} bytes)")
+            self._log.write(self.host, f"upload {local} -> {path} ({local.stat().st_size} bytes, sha256 {digest})")
+        folder = (await self.run("mktemp -d /tmp/.hakube-upload.XXXXXXXXXX", as_login_user=True,
+                                 what=f"making a private upload folder for {path}")).stdout.strip()
+        q = shlex.quote
+        tmp = f"{folder}/{Path(path).name}"
         try:
             async with self._conn.start_sftp_client() as sftp:
                 await sftp.put(str(local), tmp)
         except (asyncssh.Error, OSError) as e:
+            await self.run(f"rm -rf {q(folder)}", as_login_user=True, check=False)
             raise ConnectError(f"{self.host}: uploading {local} failed: {e}") from None
-        q = shlex.quote
-        await self.run(f"install -m {mode:o} -o root -g root {q(tmp)} {q(path)}.hakube-tmp && "
-                       f"mv -f {q(path)}.hakube-tmp {q(path)} && rm -f {q(tmp)}", what=f"installing {path}")
+        staged = f"{path}.hakube-tmp"
+        await self.run(
+            f"if install -m {mode:o} -o root -g root {q(tmp)} {q(staged)}; then "
+            f"if echo {q(digest + '  ' + staged)} | sha256sum -c --status; then rc=0; else "
+            f"echo 'the installed file does not have the sha256 of the uploaded one' >&2; "
+            f"rm -f {q(staged)}; rc=1; fi; else rc=1; fi; "
+            f"rm -rf {q(folder)}; [ $rc = 0 ] && mv -f {q(staged)} {q(path)}",
+            what=f"installing {path}")
 
     async def close(self) -> None:
         self._conn.close()
         if self._jump:
             self._jump.close()
+
+
+def _file_sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 async def _connect(t: SSHTarget, tunnel) -> asyncssh.SSHClientConnection:

@@ -78,6 +78,9 @@ def test_up_from_scratch_gives_an_ha_control_plane(cluster) -> None:
         assert labkit.https(NAME, f"https://{m.address}:6444/readyz").status_code == 200
     # the VIP is on exactly one server
     assert len(labkit.vip_holders(lab, topo_vip)) == 1
+    # binaries went through private upload folders, removed after a digest-checked install
+    for m in lab.machines:
+        assert labkit.ssh(lab, m.name, "ls -d /tmp/.hakube-upload* 2>/dev/null | wc -l").stdout.strip() == "0"
 
 
 def test_second_up_changes_nothing(cluster) -> None:
