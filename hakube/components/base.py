@@ -54,10 +54,13 @@ class File:
     mode: int = 0o644
     owner: str = "root"
     group: str = "root"
+    # holds a secret although a service user must read it (mode 0640): never shown in a
+    # dry run's diff, never logged, like every private (0600/0400) file
+    sensitive: bool = False
 
     @property
     def secret(self) -> bool:
-        return self.mode & 0o077 == 0
+        return self.sensitive or self.mode & 0o077 == 0
 
 
 @dataclass(frozen=True)

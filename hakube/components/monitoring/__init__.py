@@ -257,7 +257,8 @@ def render(cfg: MonitoringConfig, host: HostPlan) -> list[File]:
         # A webhook URL often carries a token (Slack, Teams, ...): readable by the
         # Alertmanager's user only, never world-readable.
         out += [
-            File(ALERTMANAGER_CONFIG, t("alertmanager.yml.j2"), 0o640, "root", "prometheus"),
+            # its receivers' URLs often carry a token
+            File(ALERTMANAGER_CONFIG, t("alertmanager.yml.j2"), 0o640, "root", "prometheus", sensitive=True),
             File(ALERTMANAGER_DEFAULTS, t("prometheus-alertmanager.default.j2")),
         ]
     if host.runs("blackbox-exporter"):
