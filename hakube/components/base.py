@@ -63,6 +63,20 @@ class File:
         return self.sensitive or self.mode & 0o077 == 0
 
 
+# Every TLS server hakube configures (apiserver, controller manager, scheduler, kubelet,
+# etcd): TLS 1.2 at least, and of 1.2's suites only ECDHE with AEAD ciphers (forward
+# secrecy, no CBC, no RSA key exchange). TLS 1.3's suites are fixed by Go and all strong.
+# hakube's certificates are ECDSA P-256, so the ECDSA suites are the ones used; the RSA
+# ones stay for clients of external certificates. Names as Go (and so Kubernetes and etcd
+# 3.4) spell them.
+TLS_MIN_VERSION = "VersionTLS12"
+TLS_CIPHER_SUITES = (
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+)
+
+
 @dataclass(frozen=True)
 class Unit:
     """A systemd unit a component runs, and what it reads: a change to any of these, and
@@ -265,7 +279,8 @@ def _env(folder: str) -> jinja2.Environment:
         autoescape=False,
         finalize=_checked,
     )
-    env.globals.update(header=header, flag=flag)
+    env.globals.update(header=header, flag=flag, tls_min_version=TLS_MIN_VERSION,
+                       tls_cipher_suites=",".join(TLS_CIPHER_SUITES))
     env.filters.update(yaml_str=yaml_str, json_str=yaml_str, word=word, systemd_arg=systemd_arg,
                        promql_str=promql_str, regex_escape=regex_escape, exec_lines=exec_lines,
                        lines=lines)

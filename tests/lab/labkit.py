@@ -101,6 +101,18 @@ def etcd_members(lab, cluster: str) -> list[dict]:
     return json.loads(r.stdout)
 
 
+def etcd_raw(lab, cluster: str, key: str) -> bytes:
+    """The raw value etcd stores under `key` (etcdctl get from this machine, over TLS)."""
+    p = pki(cluster)
+    server = next(m for m in lab.machines if m.role == "server")
+    r = subprocess.run(["etcdctl", f"--endpoints=https://{server.address}:2379", f"--cacert={p / 'etcd-ca.crt'}",
+                        f"--cert={p / 'etcd-healthcheck-client.crt'}", f"--key={p / 'etcd-healthcheck-client.key'}",
+                        "get", key, "--print-value-only"], capture_output=True,
+                       env={**os.environ, "ETCDCTL_API": "3"}, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
 def etcd_health(lab, cluster: str) -> dict[str, bool]:
     p = pki(cluster)
     out = {}

@@ -90,6 +90,22 @@ def test_second_up_changes_nothing(cluster) -> None:
     assert report.changed == 0, [c for p in report.phases for c in p.changes]
 
 
+def test_secrets_are_encrypted_at_rest_and_the_api_is_audited(cluster) -> None:
+    lab, spec = cluster
+    labkit.kubectl(lab, NAME, "create", "secret", "generic", "at-rest", "--from-literal=password=hunter2-plain")
+    raw = labkit.etcd_raw(lab, NAME, "/registry/secrets/default/at-rest")
+    assert raw.startswith(b"k8s:enc:secretbox:v1:key1:"), raw[:40]
+    assert b"hunter2-plain" not in raw
+    assert labkit.kubectl(lab, NAME, "get", "secret", "at-rest", "-o", "jsonpath={.data.password}").stdout.strip() \
+        == "aHVudGVyMi1wbGFpbg=="
+    # the audit log names the request, never the Secret's data
+    log = labkit.ssh(lab, "server-1", "cat /var/log/kubernetes/audit.log", check=False).stdout
+    log += labkit.ssh(lab, "server-2", "cat /var/log/kubernetes/audit.log", check=False).stdout
+    log += labkit.ssh(lab, "server-3", "cat /var/log/kubernetes/audit.log", check=False).stdout
+    assert '"resource":"secrets"' in log and "at-rest" in log
+    assert "hunter2" not in log and "aHVudGVyMi1wbGFpbg" not in log
+
+
 def planned(report) -> dict[str, list[str]]:
     """Each phase's plan (host: sentence), in an order that ignores which host came first."""
     return {p.name: sorted(p.planned) for p in report.phases if p.planned}

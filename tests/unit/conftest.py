@@ -12,7 +12,8 @@ from hakube.spec import load
 from hakube.topology import Topology, derive
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SECRETS = Secrets(vrrp_password="pw4tests", k3s_token="t0ken-for-tests", corosync_authkey="ab" * 128)
+SECRETS = Secrets(vrrp_password="pw4tests", k3s_token="t0ken-for-tests", corosync_authkey="ab" * 128,
+                  encryption_key="dGhpcyBpcyBhIDMyIGJ5dGUga2V5IGZvciB0ZXN0cyE=")
 
 
 def topology(name: str) -> Topology:

@@ -17,7 +17,7 @@ WEBHOOK = "https://hooks.example.net/alert?token=s3cr3t-hook-token"
 
 
 def _secret_values(spec: str) -> list[str]:
-    return [SECRETS.vrrp_password, SECRETS.k3s_token, SECRETS.corosync_authkey]
+    return [SECRETS.vrrp_password, SECRETS.k3s_token, SECRETS.corosync_authkey, SECRETS.encryption_key]
 
 
 @pytest.mark.parametrize("spec", SPECS)

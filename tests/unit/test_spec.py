@@ -281,7 +281,9 @@ def test_every_flag_hakube_sets_is_guarded_or_known_harmless() -> None:
     from hakube.spec.validate import MANAGED_FLAGS, SECURITY_FLAGS
 
     harmless = {"kube-apiserver": {"allow-privileged", "endpoint-reconciler-type", "goaway-chance",
-                                   "kubelet-preferred-address-types"},
+                                   "kubelet-preferred-address-types",
+                                   # audit log rotation: how much history, not whether
+                                   "audit-log-maxage", "audit-log-maxbackup", "audit-log-maxsize"},
                 "kubelet": {"pod-infra-container-image"}}
     components = Path(__file__).parents[2] / "hakube" / "components"
     for comp, unit in (("kube-apiserver", "kube_apiserver/kube-apiserver.service.j2"),

@@ -22,6 +22,10 @@ from ...topology import HostPlan, Topology
 from ..base import File, RenderContext, Unit, UnsafeValue, systemd_quote, template
 
 UNIT = "/etc/systemd/system/kube-apiserver.service"
+ENCRYPTION_CONFIG = f"{paths.K8S}/encryption-config.yaml"
+ENCRYPTION_KEY_NAME = "key1"
+AUDIT_POLICY = f"{paths.K8S}/audit-policy.yaml"
+AUDIT_LOG = "/var/log/kubernetes/audit.log"
 BINARY = f"{paths.BIN}/kube-apiserver"
 ETCD_CLIENT_PORT = 2379
 
@@ -40,6 +44,10 @@ class APIServer:
     goaway_chance: str | None  # only with several apiservers behind a load balancer
     feature_gates: str  # "A=true,B=false", sorted; "" for none
     extra_args: tuple[str, ...]  # topo.kubernetes_options.apiserverExtraArgs, quoted for systemd
+    # audit log rotation: a week of history, at most 5 x 100 MB on the server's disk
+    audit_max_age_days: int = 7
+    audit_max_backups: int = 5
+    audit_max_size_mb: int = 100
 
 
 def flag_args(args: dict[str, str], where: str = "kube-apiserver.service") -> tuple[str, ...]:
@@ -92,14 +100,24 @@ def config_for(topo: Topology, host: HostPlan) -> APIServer:
     )
 
 
-def render(c: APIServer) -> list[File]:
-    return [File(UNIT, template(__file__, "kube-apiserver.service.j2", c=c, paths=paths, binary=BINARY))]
+def render(c: APIServer, encryption_key: str) -> list[File]:
+    if not encryption_key:
+        raise UnsafeValue("the Secrets encryption key is missing from the cluster's state directory "
+                          "(secrets.yaml); hakube adds it on its next run")
+    return [
+        File(UNIT, template(__file__, "kube-apiserver.service.j2", c=c, paths=paths, binary=BINARY,
+                            encryption_config=ENCRYPTION_CONFIG, audit_policy=AUDIT_POLICY,
+                            audit_log=AUDIT_LOG)),
+        File(ENCRYPTION_CONFIG, template(__file__, "encryption-config.yaml.j2", key=encryption_key,
+                                         key_name=ENCRYPTION_KEY_NAME), 0o600),
+        File(AUDIT_POLICY, template(__file__, "audit-policy.yaml.j2")),
+    ]
 
 
 def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     if not host.runs("kube-apiserver"):
         return []
-    return render(config_for(ctx.topo, host))
+    return render(config_for(ctx.topo, host), ctx.secrets.encryption_key)
 
 
 # ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
