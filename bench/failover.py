@@ -82,7 +82,8 @@ def main() -> None:
         print(f"settings: {settings(loaded)}", flush=True)
 
         def on_trial(t) -> None:
-            print(f"trial {t.trial}: write {t.write_downtime_s:.2f} s, read {t.read_downtime_s:.2f} s, "
+            print(f"trial {t.trial}: write {t.write_downtime_s:.2f} s (total {t.total_write_outage_s:.2f} s, "
+                  f"rejoin {t.rejoin_outage_s} s), read {t.read_downtime_s:.2f} s, "
                   f"vip {t.vip_moved_s} s, leader {t.leader_elected_s} s, lost {t.lost}, phantom {t.phantom}",
                   flush=True)
 

@@ -52,10 +52,19 @@ class History:
         return max((b - a for a, b in zip(points, points[1:])), default=end - start)
 
     def outages(self, kind: str, start: float, end: float, min_gap: float = 0.5) -> list[tuple[float, float]]:
-        """Every window longer than `min_gap` with no success: the shape of the failover."""
+        """Every window longer than `min_gap` with no success: the shape of the failover.
+
+        Windows that touch (one lone success between two of them) are one outage: a
+        client saw a single answer in the middle of it, not the end of it."""
         times = sorted(o.end for o in self.of(kind) if o.outcome == "ok" and start <= o.end <= end)
         points = [start] + times + [end]
-        return [(a, b) for a, b in zip(points, points[1:]) if b - a > min_gap]
+        merged: list[tuple[float, float]] = []
+        for a, b in ((a, b) for a, b in zip(points, points[1:]) if b - a > min_gap):
+            if merged and a - merged[-1][1] <= 1e-9:
+                merged[-1] = (merged[-1][0], b)
+            else:
+                merged.append((a, b))
+        return merged
 
 
 class Prober:

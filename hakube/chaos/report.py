@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .runner import TrialResult
 
-FIGURES = ["write_downtime_s", "read_downtime_s", "vip_moved_s", "leader_elected_s", "backend_down_s", "recovered_s"]
+FIGURES = ["write_downtime_s", "total_write_outage_s", "rejoin_outage_s", "read_downtime_s", "vip_moved_s",
+           "leader_elected_s", "backend_down_s", "recovered_s"]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -51,8 +52,11 @@ def timeline_svg(t: TrialResult, width: int = 1100) -> str:
              f'font-family="sans-serif" font-size="12">',
              f'<rect width="{width}" height="{height}" fill="white"/>']
     for a, b in t.write_outages:
+        rejoin = t.undone_at_s is not None and a >= t.undone_at_s
+        what = "rejoin: " if rejoin else ""
         parts.append(f'<rect x="{x(a):.1f}" y="{top}" width="{max(1, x(b) - x(a)):.1f}" height="105" '
-                     f'fill="#ffe3e3"><title>no successful write for {b - a:.2f} s</title></rect>')
+                     f'fill="{"#fff0c2" if rejoin else "#ffe3e3"}"><title>{what}no successful write for '
+                     f'{b - a:.2f} s</title></rect>')
     for label, y in rows.items():
         parts.append(f'<text x="8" y="{y + 4}">{label}</text>')
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y}" y2="{y}" stroke="#dee2e6"/>')

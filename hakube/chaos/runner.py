@@ -24,6 +24,7 @@ from .errors import ScenarioFailed
 from .faults import FaultDriver
 from .monitor import Monitor
 from .probes import Prober
+from .undo import UNDO_ACTIONS
 
 # One knob for slow machines (STYLE.md 9): every "within N s" is multiplied by it.
 
@@ -62,6 +63,11 @@ class TrialResult:
     lost_writes: list[int] = field(default_factory=list)  # numbers of acknowledged writes found absent
     phantom_writes: list[int] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
+    # the honest sums (issue 16): every write window added up, and the longest one that
+    # began once the fault was undone (a machine coming back must not cost a second outage)
+    total_write_outage_s: float = 0.0
+    rejoin_outage_s: float | None = None
+    undone_at_s: float | None = None
 
     def as_dict(self, with_ops: bool = False) -> dict:
         d = asdict(self)
@@ -81,6 +87,7 @@ class Run:
         self.events: list[Event] = []
         self.checks: list[str] = []
         self.fault_at: float | None = None
+        self.undone_at: float | None = None  # when the last fault was undone (start, heal, resume)
         self.marks: dict[str, float | None] = {"vip_moved": None, "leader_elected": None, "backend_down": None,
                                                 "recovered": None}
         self.status_during_fault = ""
@@ -135,7 +142,9 @@ class Run:
         t = self.now()
         text = await self.driver.apply(action, machine, other)
         self.event("fault", f"{action} {machine}" + (f" {other}" if other else "") + f": {text}", t)
-        if self.fault_at is None:
+        if action in UNDO_ACTIONS:
+            self.undone_at = t
+        elif self.fault_at is None:
             self.fault_at = t
 
     async def wait_for(self, what: str, pred, within: float) -> float:
@@ -262,8 +271,10 @@ class Run:
         start = self.fault_at if self.fault_at is not None else 0.0
         # outages are counted from the first probe on: before it, nothing was being asked
         first = min((o.start for o in h.ops), default=0.0)
-        w_gap = h.longest_gap("write", first, end)
-        r_gap = h.longest_gap("read", first, end)
+        windows = h.outages("write", first, end)
+        w_gap = max([h.longest_gap("write", first, end)] + [b - a for a, b in windows])
+        r_gap = max([h.longest_gap("read", first, end)] + [b - a for a, b in h.outages("read", first, end)])
+        after = [b - a for a, b in windows if self.undone_at is not None and a >= self.undone_at]
         ok = error is None and not counts["lost"] and not counts["phantom"] and not counts["failed_but_present"]
         verdict = ("passed" if ok else "FAILED") + (f": {error}" if error else "") + \
             f"; {len(counts['lost'])} lost, {len(counts['phantom'])} phantom, {counts['indeterminate']} indeterminate"
@@ -275,7 +286,10 @@ class Run:
             vip_moved_s=_r(self.marks["vip_moved"]), leader_elected_s=_r(self.marks["leader_elected"]),
             backend_down_s=_r(self.marks["backend_down"]), recovered_s=_r(self.marks["recovered"]),
             fault_at_s=round(start, 3), events=self.events,
-            write_outages=[(round(a, 3), round(b, 3)) for a, b in h.outages("write", first, end)],
+            write_outages=[(round(a, 3), round(b, 3)) for a, b in windows],
+            total_write_outage_s=round(sum(b - a for a, b in windows), 3),
+            rejoin_outage_s=round(max(after), 3) if after else (0.0 if self.undone_at is not None else None),
+            undone_at_s=_r(self.undone_at),
             status_during_fault=self.status_during_fault, healthy_during_fault=self.healthy_during_fault,
             ops=[(o.kind, round(o.start, 3), round(o.end, 3), o.outcome, o.n) for o in h.ops], checks=self.checks,
             lost_writes=counts["lost"], phantom_writes=counts["phantom"])

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ..transport.targets import run_once
 from ..verify.status import gather
 from .errors import ScenarioFailed
+from .undo import UNDO_ACTIONS
 
 if TYPE_CHECKING:
     from .runner import Run
@@ -34,7 +35,9 @@ async def _service(run: Run, host: str, action: str, unit: str) -> None:
     t = run.now()
     await run_once(run.loaded, host, f"systemctl {action} {shlex.quote(unit)}")
     run.event("fault", f"{action} {unit} on {host}", t)
-    if run.fault_at is None:
+    if action in UNDO_ACTIONS:
+        run.undone_at = t
+    elif run.fault_at is None:
         run.fault_at = t
 
 

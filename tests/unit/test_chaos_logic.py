@@ -96,3 +96,26 @@ def test_stop_makes_the_history_final_before_read_back() -> None:
     assert writes and all(o.outcome == "indeterminate" and o.detail == "cancelled" for o in writes)
     assert {o.n for o in writes} == p.attempted, "only writes that were sent count as attempted"
     assert len(p.attempted) <= 2, "queued writes were never sent"
+
+
+def test_windows_that_touch_are_one_outage() -> None:
+    """A lone success in the middle of an outage does not split it in two (issue 16: 14.60-15.90
+    and 15.90-16.57 s were reported as two windows; a client saw one)."""
+    h = history([(14.5, "ok"), (14.6, "ok"), (15.9, "ok"), (16.57, "ok"), (16.6, "ok"), (17.0, "ok")])
+    assert [(round(a, 2), round(b, 2)) for a, b in h.outages("write", 14.5, 17.0)] == [(14.6, 16.57)]
+
+
+def test_windows_apart_stay_apart() -> None:
+    h = history([(1.0, "ok"), (2.5, "ok"), (2.6, "ok"), (4.0, "ok")])
+    assert [(round(a, 2), round(b, 2)) for a, b in h.outages("write", 1.0, 4.0)] == [(1.0, 2.5), (2.6, 4.0)]
+
+
+def test_summary_and_timeline_carry_the_rejoin() -> None:
+    t = trial(1, 1.5)
+    t.total_write_outage_s, t.rejoin_outage_s, t.undone_at_s = 2.7, 1.2, 15.0
+    t.write_outages = [(3.0, 4.5), (15.2, 16.4)]
+    s = summarize([t])
+    assert s["total_write_outage_s"]["max"] == 2.7 and s["rejoin_outage_s"]["max"] == 1.2
+    svg = timeline_svg(t)
+    assert "rejoin: no successful write for 1.20 s" in svg
+    assert "rejoin: no successful write for 1.50 s" not in svg  # the failover window is not the rejoin
