@@ -323,7 +323,10 @@ class FaultMode(str, enum.Enum):
 @app.command()
 def chaos(
     file: Path = SpecFile,
-    scenario: str = typer.Argument(..., help="Which failure to cause. " + _scenario_help(), show_default=False),
+    scenario: Optional[str] = typer.Argument(None, help="Which failure to cause. " + _scenario_help(),
+                                             show_default=False),
+    list_them: bool = typer.Option(False, "--list", help="Show which scenarios apply to this cluster, and why "
+                                                         "the others do not."),
     trials: int = typer.Option(1, "--trials", min=1, help="Repeat the scenario and report p50/p95/max."),
     as_json: bool = JsonOpt,
     report: Optional[Path] = typer.Option(None, "--report", help="Write an HTML report with a timeline here."),
@@ -346,10 +349,24 @@ def chaos(
     """
     import asyncio
 
-    from .chaos.api import run_scenario
+    from .chaos.api import applicable, run_scenario
     from .chaos.report import FIGURES, summarize, write_html
 
     loaded = _load(file, quiet=True)
+    if list_them:
+        rows = applicable(loaded)
+        if as_json:
+            print(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            mark = "[green]✓[/]" if r["applies"] else "[dim]✗[/]"
+            out.print(f"{mark} [bold]{r['scenario']}[/]: {escape(r['summary'])}"
+                      + ("" if r["applies"] else f"\n    [dim]does not apply: it {escape(r['why'])}[/]"),
+                      highlight=False)
+        return
+    if scenario is None:
+        err.print("error: name a scenario, or give --list to see which apply to this cluster")
+        raise typer.Exit(1)
 
     def on_event(e) -> None:
         if not as_json:

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from ..errors import HakubeError
 from ..spec import Loaded
+from ..topology import derive
 from .faults import driver_for
 from .runner import Run, TrialResult
-from .scenarios import SCENARIOS
+from .scenarios import SCENARIOS, why_not
+
+
+def applicable(loaded: Loaded) -> list[dict]:
+    """Every scenario, whether it applies to this cluster, and why not when it does not."""
+    topo = derive(loaded.cluster)
+    return [{"scenario": n, "summary": summary, "applies": why_not(n, topo) is None,
+             "why": why_not(n, topo) or ""} for n, (_, summary) in SCENARIOS.items()]
 
 
 async def run_scenario(loaded: Loaded, name: str, trials: int = 1, lab: str | None = None,
@@ -25,6 +33,10 @@ async def run_scenario(loaded: Loaded, name: str, trials: int = 1, lab: str | No
     """
     if name not in SCENARIOS:
         raise HakubeError(f"no scenario named {name!r}; choose one of: {', '.join(SCENARIOS)}")
+    if why := why_not(name, derive(loaded.cluster)):
+        usable = [n for n in SCENARIOS if not why_not(n, derive(loaded.cluster))]
+        raise HakubeError(f"scenario {name} does not apply to this cluster: it {why}; "
+                          f"these do: {', '.join(usable)} (`hakube chaos FILE --list` says why)")
     fn, _ = SCENARIOS[name]
     results = []
     for i in range(1, trials + 1):

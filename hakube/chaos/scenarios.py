@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import shlex
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..topology import Topology
 from ..transport.targets import run_once
 from ..verify.status import gather
 from .errors import ScenarioFailed
@@ -22,13 +24,58 @@ if TYPE_CHECKING:
     from .runner import Run
 
 SCENARIOS: dict[str, tuple] = {}
+# why a scenario cannot run on a cluster of this shape (None: it can), by scenario name
+APPLIES: dict[str, Callable[[Topology], str | None]] = {}
 
 
-def scenario(name: str, summary: str):
+def scenario(name: str, summary: str, *needs: Callable[[Topology], str | None]):
+    """Register a scenario; `needs` are the topology's conditions it needs, each returning
+    why it does not hold (None when it does)."""
     def register(fn):
         SCENARIOS[name] = (fn, summary)
+        APPLIES[name] = lambda topo: next((why for need in needs if (why := need(topo))), None)
         return fn
     return register
+
+
+def why_not(name: str, topo: Topology) -> str | None:
+    """Why scenario `name` does not apply to this cluster, or None when it does."""
+    return APPLIES[name](topo)
+
+
+# ---- what scenarios need (pure: tests/unit/test_chaos_logic.py) ----------------------------
+
+def three_servers(topo: Topology) -> str | None:
+    if len(topo.servers) < 3:
+        return f"needs 3 or more servers to keep quorum while one is down; this cluster has {len(topo.servers)}"
+    return None
+
+
+def a_vip(topo: Topology) -> str | None:
+    return None if topo.vip_hosts else "needs a VIP (controlPlane.vip.provider keepalived or pacemaker)"
+
+
+def vip_on_etcd_servers(topo: Topology) -> str | None:
+    if not topo.vip_hosts or any(h not in topo.servers or not topo.host(h).runs("etcd") for h in topo.vip_hosts):
+        return ("needs the VIP on servers that run etcd (it makes the VIP holder the etcd leader); here the "
+                "VIP lives on " + (", ".join(topo.vip_hosts) or "no host"))
+    return None
+
+
+def stacked_etcd(topo: Topology) -> str | None:
+    if not topo.servers or not topo.host(topo.servers[0]).runs("etcd"):
+        return "needs etcd on the servers (datastore: etcd); this cluster's datastore is elsewhere"
+    return None
+
+
+def lb_on_vip_hosts(topo: Topology) -> str | None:
+    if not topo.vip_hosts or not set(topo.vip_hosts) <= set(topo.lb_hosts):
+        return "needs the load balancer on the hosts that can hold the VIP"
+    return None
+
+
+def an_agent(topo: Topology) -> str | None:
+    return None if topo.agents else "needs an agent"
 
 
 async def _service(run: Run, host: str, action: str, unit: str) -> None:
@@ -62,17 +109,20 @@ async def _crash_vip_holder(run: Run, leader_case: bool) -> None:
     await run.wait_healthy()
 
 
-@scenario("crash-vip-holder", "crash the server holding the VIP while it is also the etcd leader")
+@scenario("crash-vip-holder", "crash the server holding the VIP while it is also the etcd leader",
+          three_servers, vip_on_etcd_servers)
 async def crash_vip_holder(run: Run) -> None:
     await _crash_vip_holder(run, leader_case=True)
 
 
-@scenario("crash-vip-holder-follower", "crash the server holding the VIP while another server leads etcd")
+@scenario("crash-vip-holder-follower", "crash the server holding the VIP while another server leads etcd",
+          three_servers, vip_on_etcd_servers)
 async def crash_vip_holder_follower(run: Run) -> None:
     await _crash_vip_holder(run, leader_case=False)
 
 
-@scenario("crash-etcd-leader", "crash the etcd leader while the VIP is on another server")
+@scenario("crash-etcd-leader", "crash the etcd leader while the VIP is on another server",
+          three_servers, stacked_etcd, a_vip)
 async def crash_etcd_leader(run: Run) -> None:
     holder = await run.vip_holder()
     target = next(s for s in run.topo.servers if s != holder)
@@ -91,7 +141,8 @@ async def crash_etcd_leader(run: Run) -> None:
     await run.wait_healthy()
 
 
-@scenario("stop-lb-on-vip-holder", "stop only the load balancer on the VIP holder: the track script moves the VIP")
+@scenario("stop-lb-on-vip-holder", "stop only the load balancer on the VIP holder: the track script moves the VIP",
+          a_vip, lb_on_vip_hosts)
 async def stop_lb_on_vip_holder(run: Run) -> None:
     holder = await run.vip_holder()
     lb = run.loaded.cluster.spec.control_plane.load_balancer.provider
@@ -103,7 +154,7 @@ async def stop_lb_on_vip_holder(run: Run) -> None:
     await run.wait_healthy()
 
 
-@scenario("crash-agent", "crash an agent: the API stays available, the node turns NotReady")
+@scenario("crash-agent", "crash an agent: the API stays available, the node turns NotReady", an_agent)
 async def crash_agent(run: Run) -> None:
     if not run.topo.agents:
         raise ScenarioFailed("crash-agent needs an agent in the cluster")
@@ -123,7 +174,8 @@ async def crash_agent(run: Run) -> None:
     await run.wait_healthy()
 
 
-@scenario("partition-server", "isolate one server: the majority keeps serving, the isolated one accepts no write")
+@scenario("partition-server", "isolate one server: the majority keeps serving, the isolated one accepts no write",
+          three_servers, stacked_etcd, a_vip)
 async def partition_server(run: Run) -> None:
     holder = await run.vip_holder()
     target = next(s for s in run.topo.servers if s != holder)
@@ -154,7 +206,8 @@ async def _status(run: Run):
     return await gather(run.loaded)
 
 
-@scenario("lose-quorum", "crash two of three servers: writes are refused; one back and service returns")
+@scenario("lose-quorum", "crash two of three servers: writes are refused; one back and service returns",
+          three_servers, stacked_etcd)
 async def lose_quorum(run: Run) -> None:
     if len(run.topo.servers) < 3:
         raise ScenarioFailed("lose-quorum needs 3 servers")
@@ -189,7 +242,7 @@ async def full_restart(run: Run) -> None:
     await run.wait_healthy(within=300)
 
 
-@scenario("rolling-restart", "restart each server in turn: quorum is never lost")
+@scenario("rolling-restart", "restart each server in turn: quorum is never lost", three_servers)
 async def rolling_restart(run: Run) -> None:
     start = run.now()
     for s in run.topo.servers:

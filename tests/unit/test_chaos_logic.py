@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import httpx
 
+from hakube.chaos.api import applicable
 from hakube.chaos.probes import History, Op, _classify
 from hakube.chaos.report import percentile, summarize, timeline_svg
 from hakube.chaos.runner import Event, TrialResult
+from hakube.spec import load
+
+from .conftest import FIXTURES
 
 
 def history(points: list[tuple[float, str]]) -> History:
@@ -119,3 +123,16 @@ def test_summary_and_timeline_carry_the_rejoin() -> None:
     svg = timeline_svg(t)
     assert "rejoin: no successful write for 1.20 s" in svg
     assert "rejoin: no successful write for 1.50 s" not in svg  # the failover window is not the rejoin
+
+
+def test_which_scenarios_apply_follows_the_topology() -> None:
+    def table(spec: str) -> dict[str, bool]:
+        return {r["scenario"]: r["applies"] for r in applicable(load(FIXTURES / "specs" / f"{spec}.yaml"))}
+
+    assert all(table("ha3").values())
+    dedicated = table("nginx-dedicated")  # the VIP on load-balancer hosts, not on etcd servers
+    assert not dedicated["crash-vip-holder"] and dedicated["crash-etcd-leader"] and dedicated["partition-server"]
+    local = table("agents-local")  # proxies on the agents
+    assert not local["stop-lb-on-vip-holder"] and local["crash-agent"]
+    reasons = {r["scenario"]: r["why"] for r in applicable(load(FIXTURES / "specs" / "nginx-dedicated.yaml"))}
+    assert "lb-1" in reasons["crash-vip-holder"]
