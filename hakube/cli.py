@@ -200,6 +200,10 @@ def up(
     dry_run: bool = typer.Option(False, "--dry-run", help="Read the hosts and show what would change, "
                                                           "with file diffs; change nothing."),
     as_json: bool = JsonOpt,
+    probe: bool = typer.Option(False, "--probe", help="Run the chaos probes through the VIP while it runs, and "
+                                                      "end with their figures (the cluster must be up already)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="With --probe: an HTML timeline of the probes "
+                                                                 "and the run's steps, here."),
 ) -> None:
     """Deploy or converge the cluster over SSH; a second run changes nothing.
 
@@ -217,11 +221,40 @@ def up(
     from .engine.ui import Reporter
 
     loaded = _load(file, quiet=as_json)
+    if report and not probe:
+        raise HakubeError("--report draws the probes' timeline: give --probe with it")
     ui = Reporter(console=err if as_json else out, quiet=as_json)
-    ui = asyncio.run(deploy_up(loaded, dry_run=dry_run, ui=ui))
+    probes = None
+    if probe:
+        from .chaos.around import probe_around
+
+        def run(step):
+            ui.on_step = step
+            return deploy_up(loaded, dry_run=dry_run, ui=ui)
+        probes, _ = asyncio.run(probe_around(loaded, run))
+    else:
+        ui = asyncio.run(deploy_up(loaded, dry_run=dry_run, ui=ui))
+    if probes is not None and report:
+        from .chaos.report import write_html
+
+        page = write_html([probes], report)
+        if not as_json:
+            out.print(f"probe report: {page}")
     if as_json:
-        out.print_json(json.dumps(ui.as_dict(dry_run)))
+        doc = ui.as_dict(dry_run)
+        if probes is not None:
+            doc["probes"] = probes.as_dict()
+        out.print_json(json.dumps(doc))
+        if probes is not None and not probes.ok:
+            raise typer.Exit(1)
         return
+    if probes is not None:
+        color = "green" if probes.ok else "red"
+        out.print(f"[{color}]probes: {escape(probes.verdict)}[/{color}]; write outage {probes.write_downtime_s} s "
+                  f"(total {probes.total_write_outage_s} s), read outage {probes.read_downtime_s} s, "
+                  f"{probes.acknowledged} writes acknowledged", highlight=False)
+        if not probes.ok:
+            raise typer.Exit(1)
     out.print(ui.summary(dry_run))
     if ui.changed == 0:
         out.print("[green]no changes[/green]: the cluster already matches the spec")

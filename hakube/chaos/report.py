@@ -37,7 +37,8 @@ def summarize(trials: list[TrialResult]) -> dict:
 
 COLORS = {"ok": "#2e9d48", "failed": "#d6453d", "indeterminate": "#f0a020"}
 EVENT_COLORS = {"fault": "#d6453d", "vip-moved": "#7048e8", "leader-elected": "#1c7ed6",
-                "backend-down": "#e8590c", "recovered": "#2e9d48", "status": "#868e96"}
+                "backend-down": "#e8590c", "recovered": "#2e9d48", "status": "#868e96",
+                "step": "#495057"}  # an operation's own steps (up --probe)
 
 
 def timeline_svg(t: TrialResult, width: int = 1100) -> str:

@@ -15,9 +15,11 @@ from .changes import PhaseReport
 class Reporter:
     """Prints a line per phase and per host action; collects the summary."""
 
-    def __init__(self, console: Console | None = None, quiet: bool = False):
+    def __init__(self, console: Console | None = None, quiet: bool = False, on_step=None):
         self.console = console or Console(soft_wrap=True)
         self.quiet = quiet
+        # told each phase and each change as it happens (chaos.around puts them on a timeline)
+        self.on_step = on_step
         self.phases: list[PhaseReport] = []
         self._t0 = time.monotonic()
 
@@ -25,6 +27,8 @@ class Reporter:
     def phase(self, name: str):
         report = PhaseReport(name)
         self.phases.append(report)
+        if self.on_step:
+            self.on_step(f"phase {name}")
         start = time.monotonic()
         if not self.quiet:
             self.console.print(f"[bold cyan]==>[/bold cyan] [bold]{escape(name)}[/bold]")
@@ -35,6 +39,8 @@ class Reporter:
 
     def change(self, report: PhaseReport, host: str, text: str) -> None:
         report.changes.append(f"{host}: {text}")
+        if self.on_step:
+            self.on_step(f"{host}: {text}")
         if not self.quiet:
             self.console.print(f"    [yellow]~[/yellow] {escape(host)}: {escape(text)}", highlight=False)
 

@@ -132,6 +132,26 @@ def test_dry_run_shows_the_plan_the_run_then_applies(cluster) -> None:
     assert labkit.up(spec).changed == 0
 
 
+def test_up_under_the_chaos_probes_loses_no_write(cluster, tmp_path) -> None:
+    """`up --probe`: a rolling change (an edited scheduler unit on every server, so each
+    restarts in turn) with the probes writing through the VIP; nothing lost, the steps on
+    the timeline."""
+    lab, spec = cluster
+    for s in ("server-1", "server-2", "server-3"):
+        labkit.ssh(lab, s, "echo '# local edit' >> /etc/systemd/system/kube-scheduler.service")
+    r = subprocess.run([sys.executable, "-m", "hakube.cli", "up", str(spec), "--probe", "--json",
+                        "--report", str(tmp_path / "report")], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = labkit.json.loads(r.stdout)
+    probes = doc["probes"]
+    assert probes["lost"] == 0 and probes["phantom"] == 0 and probes["ok"], probes["verdict"]
+    assert probes["acknowledged"] > 20
+    steps = [e["detail"] for e in probes["events"] if e["kind"] == "step"]
+    assert any("restarted kube-scheduler" in s for s in steps) and "phase control plane" in steps
+    assert (tmp_path / "report" / "index.html").exists()
+    assert labkit.up(spec).changed == 0
+
+
 def test_cli_says_no_changes_and_kubeconfig_merges(cluster, tmp_path) -> None:
     lab, spec = cluster
     r = subprocess.run([sys.executable, "-m", "hakube.cli", "up", str(spec)], capture_output=True, text=True)
