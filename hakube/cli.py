@@ -266,6 +266,44 @@ def up(
 
 
 @app.command()
+def certs(file: Path = SpecFile, as_json: bool = JsonOpt) -> None:
+    """Every certificate hakube made, on every host: subject, issuer, expiry, days left, and
+    whether the host's copy is the one in the state directory. Read-only.
+
+    Exit code 1 when a host's copy differs or is missing (`hakube up` puts it back).
+
+    Example: hakube certs cluster.yaml --json | jq 'min_by(.days_left)'
+    """
+    import asyncio
+
+    from .verify.certs import gather_certs
+
+    loaded = _load(file, quiet=True)
+    rows = asyncio.run(gather_certs(loaded))
+    bad = [r for r in rows if r.on_host not in ("matches",)]
+    if as_json:
+        out.print_json(json.dumps([r.as_dict() for r in rows]))
+    else:
+        table = Table(title=f"certificates of {loaded.cluster.name}", title_justify="left")
+        for col in ("host", "path", "subject", "issuer", "expires", "days", "on host"):
+            table.add_column(col)
+        for r in rows:
+            mark = "[green]✓[/]" if r.on_host == "matches" else f"[red]{escape(r.on_host)}[/]"
+            table.add_row(r.host, r.path, escape(r.subject), escape(r.issuer), r.not_after[:10],
+                          str(r.days_left), mark)
+        out.print(table)
+        dated = [r for r in rows if r.not_after != "-"]
+        if dated:
+            first = min(dated, key=lambda r: r.days_left)
+            out.print(f"earliest expiry: {first.path} on {first.host}, {first.not_after[:10]} "
+                      f"({first.days_left} days)", highlight=False)
+        if bad:
+            out.print(f"[red]{len(bad)} certificate(s) not as hakube made them[/]; `hakube up` puts them back")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
 def kubeconfig(
     file: Path = SpecFile,
     output: Optional[Path] = typer.Option(None, "-o", "--output",

@@ -201,6 +201,16 @@ class ClusterPKI:
         pki._ensure_all()
         return pki
 
+    @classmethod
+    def load_existing(cls, state_dir: Path, topo: Topology) -> "ClusterPKI":
+        """The PKI as it is in the state directory, creating and reissuing nothing (for
+        `hakube certs`). Raises FileNotFoundError when the cluster has no CAs yet."""
+        pki = cls(state_dir / "pki", topo)
+        pki.ca = CA.load(pki.root / "ca.crt", pki.root / "ca.key")
+        pki.etcd_ca = CA.load(pki.root / "etcd-ca.crt", pki.root / "etcd-ca.key")
+        pki.front_proxy_ca = CA.load(pki.root / "front-proxy-ca.crt", pki.root / "front-proxy-ca.key")
+        return pki
+
     # -- storage -----------------------------------------------------------------------------
 
     def _ca(self, name: str, cn: str) -> CA:

@@ -152,6 +152,27 @@ def test_up_under_the_chaos_probes_loses_no_write(cluster, tmp_path) -> None:
     assert labkit.up(spec).changed == 0
 
 
+def test_certs_lists_every_certificate_and_finds_a_host_copy_that_differs(cluster) -> None:
+    lab, spec = cluster
+
+    def certs():
+        r = subprocess.run([sys.executable, "-m", "hakube.cli", "certs", str(spec), "--json"],
+                           capture_output=True, text=True, timeout=120)
+        return r.returncode, labkit.json.loads(r.stdout)
+
+    code, rows = certs()
+    assert code == 0 and rows and all(r["on_host"] == "matches" for r in rows), rows
+    assert {r["host"] for r in rows} == {m.name for m in lab.machines}
+    assert min(r["days_left"] for r in rows) > 800
+    labkit.ssh(lab, "server-2", "echo >> /etc/kubernetes/pki/apiserver.crt")
+    code, rows = certs()
+    assert code == 1
+    assert [(r["host"], r["path"]) for r in rows if r["on_host"] != "matches"] == \
+        [("server-2", "/etc/kubernetes/pki/apiserver.crt")]
+    labkit.up(spec)  # puts it back (and restarts that apiserver)
+    assert certs()[0] == 0
+
+
 def test_cli_says_no_changes_and_kubeconfig_merges(cluster, tmp_path) -> None:
     lab, spec = cluster
     r = subprocess.run([sys.executable, "-m", "hakube.cli", "up", str(spec)], capture_output=True, text=True)

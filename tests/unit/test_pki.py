@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hakube import paths
 from hakube.pki import ClusterPKI
+from hakube.verify.certs import local_rows
 
 from .conftest import topology
 
@@ -82,3 +84,18 @@ def test_hosts_get_only_what_they_need(pki: ClusterPKI) -> None:
     assert paths.ETCD_PEER_KEY not in agent and paths.SA_KEY not in agent
     assert server[paths.ETCD_SERVER_KEY].owner == "etcd" and server[paths.ETCD_SERVER_KEY].mode == 0o600
     assert all(f.mode == 0o600 for f in server.values() if f.path.endswith((".key", ".pem")))
+
+
+def test_certs_lists_what_each_host_should_have_without_creating_anything(tmp_path) -> None:
+    """`hakube certs` reads the state directory as it is: every certificate a host gets, its
+    issuer and expiry; loading it creates and reissues nothing."""
+    topo = topology("ha3")
+    ClusterPKI.load_or_create(tmp_path, topo)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    pki = ClusterPKI.load_existing(tmp_path, topo)
+    rows = {r.path: r for r, _ in local_rows(pki, topo.host("server-1"), dt.datetime.now(dt.timezone.utc))}
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    api = rows["/etc/kubernetes/pki/apiserver.crt"]
+    assert api.subject == "kube-apiserver" and api.issuer.endswith("-ca") and 800 < api.days_left <= 825
+    assert "/etc/kubernetes/pki/apiserver.key" not in rows  # keys are not certificates
+    assert all(r.days_left > 300 for r in rows.values())
