@@ -66,6 +66,8 @@ async def execute(d, report, actions: list[Action]) -> None:
     """Apply `actions` in order (a dry run applies none), reporting each one."""
     for a in actions:
         report.planned.append(f"{a.host}: {a.sentence}")
+        if d.log is not None:  # the run log has the plan beside the commands that carried it out
+            d.log.write(a.host, f"{'plan' if d.dry_run else 'action'}: {a.sentence}")
         if d.dry_run:
             d.ui.change(report, a.host, a.said(True))
             if a.detail:

@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hakube.components.containerd import pause_image
+
 from . import cache, debian, oci
 from .errors import LabError
 from .proc import run, stream
@@ -239,8 +241,6 @@ def version_of(tree: Path) -> str:
 def sandbox_image(version: str) -> str:
     """The pause image name containerd is configured with for this Kubernetes version: one
     function (components.containerd.pause_image) names it for the lab and for the deploy."""
-    from hakube.components.containerd import pause_image
-
     major, minor = version.lstrip("v").split(".")[:2]
     return pause_image((int(major), int(minor)))
 

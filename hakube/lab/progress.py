@@ -8,8 +8,12 @@ can run the same way under the CLI, pytest, or a benchmark.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.markup import escape
+from rich.status import Status
 
 
 class Progress:
@@ -37,14 +41,10 @@ class RichProgress(Progress):
     """
 
     def __init__(self, console=None) -> None:
-        from rich.console import Console
-
         self.console = console or Console(stderr=True)
 
     @contextmanager
     def step(self, title: str) -> Iterator[Step]:
-        from rich.status import Status
-
         started = time.monotonic()
         step = _RichStep(title, started)
         with Status(title, console=self.console) as status:
@@ -80,6 +80,4 @@ class _RichStep(Step):
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape
-
     return escape(text)

@@ -27,6 +27,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -233,8 +234,6 @@ Image = Annotated[str, AfterValidator(_image)]
 
 
 def _url(v: str) -> str:
-    from urllib.parse import urlsplit
-
     fix = "give an http:// or https:// URL, e.g. https://hooks.example.com/alerts"
     _printable(v)
     if any(ch.isspace() for ch in v):

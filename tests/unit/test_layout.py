@@ -97,3 +97,17 @@ def test_components_reach_the_spec_only_through_topology() -> None:
                 for i, line in enumerate(p.read_text().splitlines(), 1) if ".cluster.spec" in line
                 or "topo.cluster." in line]
     assert reaching == [], f"add what they need to Topology instead: {reaching}"
+
+
+def test_no_import_inside_a_function_but_the_clis() -> None:
+    """Imports at the top, where a reader looks for what a module depends on; only the CLIs
+    import lazily (a fast `--help`, no lab on a host-only install)."""
+    lazy = []
+    for p in ROOT.rglob("*.py"):
+        if p.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lazy += [f"{p.relative_to(ROOT)}:{n.lineno}" for n in ast.walk(node)
+                         if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert lazy == [], f"move these imports to the top of their module: {lazy}"
