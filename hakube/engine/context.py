@@ -9,7 +9,6 @@ plan and execute (plan.execute), so no step branches on dry run to change a file
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from .. import state
 from ..components.base import File
 from ..errors import HakubeError
+from ..hashing import file_sha256
 from ..pki import ClusterPKI
 from ..render import Rendered
 from ..spec import Loaded
@@ -202,12 +202,8 @@ def _cached_digest(p: Path) -> str:
         known = {}
     if key in known:
         return known[key]
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
     known = {k: v for k, v in known.items() if not k.startswith(f"{p.resolve()}|")}
-    known[key] = h.hexdigest()
+    known[key] = file_sha256(p)
     book.parent.mkdir(parents=True, exist_ok=True)
     tmp = book.with_suffix(".tmp")
     tmp.write_text(json.dumps(known, indent=0))

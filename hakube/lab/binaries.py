@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hakube.components.containerd import pause_image
+from hakube.hashing import file_sha256
 
 from . import cache, debian, oci
 from .errors import LabError
@@ -177,7 +177,7 @@ def _build(version: str, out: Path, progress: Progress) -> None:
             "builtAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seconds": round(time.monotonic() - started, 1),
             "phases": {k: round(v, 1) for k, v in phases.items()},
-            "sha256": {f"bin/{c}": _sha256(out / "bin" / c) for c in COMMANDS},
+            "sha256": {f"bin/{c}": file_sha256(out / "bin" / c) for c in COMMANDS},
         })
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -281,11 +281,3 @@ def _busybox_image(scratch: Path, dest: Path) -> dict:
     digest = oci.write_archive(oci.Image(ref=ref, cmd=["sh"], files=files), dest)
     return {"ref": ref, "archive": dest.name, "digest": digest,
             "source": f"Debian busybox-static {deb_version}"}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

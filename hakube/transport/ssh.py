@@ -11,13 +11,13 @@ a real SSH server.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
 
+from ..hashing import file_sha256
 from .base import CommandError, ConnectError, Result, RunLog
 
 
@@ -148,7 +148,7 @@ class SSHConnector:
         0700, owned by the login user), so no other user can plant or swap the file; what
         was installed is checked against the local file's sha256 before it is moved into
         place, and the folder is removed whatever happens."""
-        digest = sha256 or _file_sha256(local)
+        digest = sha256 or file_sha256(local)
         if self._log:
             self._log.write(self.host, f"upload {local} -> {path} ({local.stat().st_size} bytes, sha256 {digest})")
         folder = (await self.run("mktemp -d /tmp/.hakube-upload.XXXXXXXXXX", as_login_user=True,
@@ -174,14 +174,6 @@ class SSHConnector:
         self._conn.close()
         if self._jump:
             self._jump.close()
-
-
-def _file_sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 async def _connect(t: SSHTarget, tunnel) -> asyncssh.SSHClientConnection:
