@@ -72,6 +72,9 @@ def render(st: Status) -> Group:
         for a in st.alerts:
             t.add_row(a["labels"].get("alertname", "?"), a.get("annotations", {}).get("summary", ""))
         parts.append(t)
+    if st.cert_expiry_days is not None:
+        parts.append(Text(f"certificates: the first to expire is {st.cert_first_expiry}, in "
+                          f"{st.cert_expiry_days} days"))
     for n in st.notes:
         parts.append(Text(f"note: {n}", style="yellow"))
     color = "green" if st.healthy else "red"

@@ -15,19 +15,22 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import httpx
+from cryptography import x509
 
 from .. import state
-from ..spec import Loaded
-from ..topology import Topology, derive
 from ..facts import etcd as etcd_facts
 from ..facts import haproxy as haproxy_facts
 from ..facts import kube
 from ..facts import vip as vip_facts
+from ..spec import Loaded
+from ..topology import Topology, derive
 from ..transport import Connector, SSHConnector
 from ..transport.targets import ssh_targets
 from .clients import api_client, etcd_client
@@ -100,6 +103,9 @@ class Status:
     coredns: list[CoreDNSPod] = field(default_factory=list)
     coredns_desired: int | None = None
     alerts: list[dict] = field(default_factory=list)
+    # the certificate of the state directory that expires first, and in how many days
+    cert_first_expiry: str = ""
+    cert_expiry_days: int | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -286,6 +292,7 @@ async def gather(loaded: Loaded) -> Status:
     if not (sdir / "pki" / "admin.crt").exists():
         st.problems.append(f"no certificates in {sdir}: the cluster was not deployed from this machine (hakube up)")
         return st
+    st.cert_first_expiry, st.cert_expiry_days = _first_expiry(sdir / "pki")
     ssh_hosts = sorted(set(topo.vip_hosts) | set(topo.lb_hosts))
     async with api_client(sdir) as api, etcd_client(sdir) as etcdc:
         etcd_task = _etcd(topo, etcdc) if "etcd" in topo.host(topo.servers[0]).components else _none()
@@ -307,6 +314,26 @@ async def gather(loaded: Loaded) -> Status:
 
 async def _none():
     return []
+
+
+def _first_expiry(pki: Path) -> tuple[str, int | None]:
+    """(name, days left) of the certificate in the state directory that expires first."""
+    now = dt.datetime.now(dt.timezone.utc)
+    first: tuple[str, int | None] = ("", None)
+    for p in sorted(pki.rglob("*.crt")):
+        try:
+            end = x509.load_pem_x509_certificate(p.read_bytes()).not_valid_after_utc
+        except (OSError, ValueError):
+            continue
+        days = (end - now).days
+        if first[1] is None or days < first[1]:
+            first = (str(p.relative_to(pki)), days)
+    return first
+
+
+# A certificate closer than this to its expiry makes the cluster degraded (status, and the
+# HakubeCertificateExpiry alert once it exists): time enough to renew without a rush.
+CERT_WARNING_DAYS = 30
 
 
 PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "RegistryUnavailable"}
@@ -381,6 +408,9 @@ def judge(st: Status, vip_hosts: Sequence[str]) -> None:
             st.notes.append(f"CoreDNS: {len(others)} of {len(st.coredns)} pods not ready ({', '.join(reasons)})")
     for a in st.alerts:
         p.append(f"alert {a['labels'].get('alertname')} firing")
+    if st.cert_expiry_days is not None and st.cert_expiry_days < CERT_WARNING_DAYS:
+        p.append(f"certificate {st.cert_first_expiry} expires in {st.cert_expiry_days} days "
+                 "(`hakube certs` lists every certificate; automatic renewal is not there yet)")
 
 
 def _short(e: Exception) -> str:
