@@ -14,6 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from hakube import paths
 from hakube.pki import ClusterPKI
 from hakube.verify.certs import local_rows
+from hakube.verify.status import _first_expiry
 
 from .conftest import topology
 
@@ -99,3 +100,10 @@ def test_certs_lists_what_each_host_should_have_without_creating_anything(tmp_pa
     assert api.subject == "kube-apiserver" and api.issuer.endswith("-ca") and 800 < api.days_left <= 825
     assert "/etc/kubernetes/pki/apiserver.key" not in rows  # keys are not certificates
     assert all(r.days_left > 300 for r in rows.values())
+
+
+def test_status_names_the_certificate_that_expires_first(pki: ClusterPKI) -> None:
+    name, days = _first_expiry(pki.root)
+    assert name.endswith(".crt") and not name.startswith(("ca.", "etcd-ca.", "front-proxy-ca."))
+    assert 800 < days <= 825  # leaves expire long before the CAs (3650 days)
+    assert _first_expiry(pki.root / "missing") == ("", None)
