@@ -175,6 +175,23 @@ class PKIFile:
         return self.mode & 0o077 == 0
 
 
+@dataclass(frozen=True)
+class ExistingEtcd:
+    """The CA, client certificate and key of an existing etcd (spec.datastore type external),
+    read from the files the spec names; copied to every server (the key 0600), never made here."""
+
+    ca: bytes
+    cert: bytes
+    key: bytes
+
+    @classmethod
+    def read(cls, loaded) -> "ExistingEtcd | None":
+        d = loaded.cluster.spec.datastore
+        if d.type != "external" or loaded.cluster.spec.distribution.name != "kubernetes":
+            return None
+        return cls(*(loaded.resolve(p).read_bytes() for p in (d.ca_file, d.cert_file, d.key_file)))
+
+
 class ClusterPKI:
     """Every authority and certificate of one cluster, under `<state>/pki` (0700).
 
@@ -188,24 +205,27 @@ class ClusterPKI:
         ['/etc/kubernetes/pki/ca.crt', '/etc/kubernetes/pki/ca.key']
     """
 
-    def __init__(self, root: Path, topo: Topology):
+    def __init__(self, root: Path, topo: Topology, existing_etcd: "ExistingEtcd | None" = None):
         self.root = root
         self.topo = topo
+        self.existing_etcd = existing_etcd
         self.changes: list[str] = []
 
     @classmethod
-    def load_or_create(cls, state_dir: Path, topo: Topology) -> "ClusterPKI":
-        pki = cls(state_dir / "pki", topo)
+    def load_or_create(cls, state_dir: Path, topo: Topology,
+                       existing_etcd: "ExistingEtcd | None" = None) -> "ClusterPKI":
+        pki = cls(state_dir / "pki", topo, existing_etcd)
         pki.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         pki.root.chmod(0o700)
         pki._ensure_all()
         return pki
 
     @classmethod
-    def load_existing(cls, state_dir: Path, topo: Topology) -> "ClusterPKI":
+    def load_existing(cls, state_dir: Path, topo: Topology,
+                      existing_etcd: "ExistingEtcd | None" = None) -> "ClusterPKI":
         """The PKI as it is in the state directory, creating and reissuing nothing (for
         `hakube certs`). Raises FileNotFoundError when the cluster has no CAs yet."""
-        pki = cls(state_dir / "pki", topo)
+        pki = cls(state_dir / "pki", topo, existing_etcd)
         pki.ca = CA.load(pki.root / "ca.crt", pki.root / "ca.key")
         pki.etcd_ca = CA.load(pki.root / "etcd-ca.crt", pki.root / "etcd-ca.key")
         pki.front_proxy_ca = CA.load(pki.root / "front-proxy-ca.crt", pki.root / "front-proxy-ca.key")
@@ -262,12 +282,13 @@ class ClusterPKI:
         self._cert(self.front_proxy_ca, "front-proxy-client", "front-proxy-client", client=True)
         self._cert(etcd, "apiserver-etcd-client", "kube-apiserver-etcd-client", client=True)
         self._cert(etcd, "etcd-healthcheck-client", "kube-etcd-healthcheck-client", client=True)
-        for s in t.servers:
+        for s in t.etcd_hosts if t.distribution == "kubernetes" else ():
             a = t.address(s)
             # etcd serves on the host address and 127.0.0.1; peers are both server and client
             self._cert(etcd, f"hosts/{s}/etcd-server", s, sans=(s, "localhost", a, "127.0.0.1"),
                        server=True, client=True)
             self._cert(etcd, f"hosts/{s}/etcd-peer", s, sans=(s, a), server=True, client=True)
+        for s in t.servers:
             self._cert(ca, f"hosts/{s}/apiserver", "kube-apiserver", sans=t.sans, server=True)
         for h in t.hosts:
             if h.is_node:
@@ -297,7 +318,9 @@ class ClusterPKI:
         if host.is_node or "haproxy" in host.components or "keepalived" in host.components \
                 or "nginx" in host.components:
             add(paths.CA_CRT, self.ca.cert_pem)
-        if "haproxy" in host.components or "keepalived" in host.components:
+        # lb-check: load balancers' and keepalived's health checks, and the deploy's own
+        # /readyz gate on each server (whether or not a load balancer shares the host)
+        if "haproxy" in host.components or "keepalived" in host.components or "kube-apiserver" in host.components:
             pair("lb-check", paths.LB_CHECK_CRT, paths.LB_CHECK_KEY)
             add(paths.LB_CHECK_PEM, self.get("lb-check").pem_bundle, 0o600)
         if "etcd" in host.components:
@@ -306,9 +329,14 @@ class ClusterPKI:
             pair(f"hosts/{host.name}/etcd-peer", paths.ETCD_PEER_CRT, paths.ETCD_PEER_KEY, "etcd")
             pair("etcd-healthcheck-client", paths.ETCD_HEALTH_CRT, paths.ETCD_HEALTH_KEY)
         if "kube-apiserver" in host.components:
-            add(paths.ETCD_CA_CRT, self.etcd_ca.cert_pem, 0o644, "etcd" if "etcd" in host.components else "root")
+            if self.existing_etcd is not None:  # the credentials the spec gives for an existing etcd
+                add(paths.ETCD_CA_CRT, self.existing_etcd.ca)
+                add(paths.APISERVER_ETCD_CLIENT_CRT, self.existing_etcd.cert)
+                add(paths.APISERVER_ETCD_CLIENT_KEY, self.existing_etcd.key, 0o600)
+            else:
+                add(paths.ETCD_CA_CRT, self.etcd_ca.cert_pem, 0o644, "etcd" if "etcd" in host.components else "root")
+                pair("apiserver-etcd-client", paths.APISERVER_ETCD_CLIENT_CRT, paths.APISERVER_ETCD_CLIENT_KEY)
             add(paths.CA_KEY, self.ca.key_pem, 0o600)  # the controller-manager signs CSRs with it
-            pair("apiserver-etcd-client", paths.APISERVER_ETCD_CLIENT_CRT, paths.APISERVER_ETCD_CLIENT_KEY)
             pair(f"hosts/{host.name}/apiserver", paths.APISERVER_CRT, paths.APISERVER_KEY)
             pair("apiserver-kubelet-client", paths.APISERVER_KUBELET_CLIENT_CRT,
                  paths.APISERVER_KUBELET_CLIENT_KEY)

@@ -51,8 +51,11 @@ class Topology:
     agents: tuple[str, ...]
     bootstrap_server: str
     server_join_order: tuple[str, ...]  # one at a time, bootstrap first
-    quorum: int
-    tolerated_failures: int
+    # Where hakube runs etcd members: the servers (stacked), the hosts with the role etcd,
+    # or nowhere (an existing etcd given by endpoints). Members join in this order.
+    etcd_hosts: tuple[str, ...]
+    quorum: int  # etcd members that must answer for a write (0: the etcd is not hakube's)
+    tolerated_failures: int  # servers that may fail while the API keeps serving
     endpoint_host: str  # the VIP or external LB address
     endpoint_port: int
     agent_endpoint_host: str  # what agents use: the endpoint, or 127.0.0.1 (agents-local)
@@ -129,8 +132,20 @@ class Topology:
         return f"https://{self.agent_endpoint_host}:{self.agent_endpoint_port}"
 
     @property
+    def etcd_on_servers(self) -> bool:
+        return bool(self.etcd_hosts) and self.etcd_hosts == self.servers
+
+    @property
+    def etcd_tolerated_failures(self) -> int:
+        """etcd members hakube runs that may fail while the datastore keeps quorum."""
+        return tolerated_failures(len(self.etcd_hosts)) if self.etcd_hosts else 0
+
+    @property
     def etcd_client_urls(self) -> tuple[str, ...]:
-        return tuple(f"https://{self.address(s)}:2379" for s in self.servers)
+        """Where etcd's clients connect: hakube's members, or the existing etcd's endpoints."""
+        if self.datastore.type == "external":
+            return tuple(self.datastore.endpoints)
+        return tuple(f"https://{self.address(s)}:2379" for s in self.etcd_hosts)
 
     def as_dict(self) -> dict:
         """The plan as printed by `hakube plan --json`."""
@@ -142,6 +157,13 @@ class Topology:
             "bootstrapServer": self.bootstrap_server,
             "serverJoinOrder": list(self.server_join_order),
             "agentJoin": "parallel",
+            "etcd": {
+                "placement": ("servers" if self.etcd_on_servers else "etcd hosts" if self.etcd_hosts
+                              else "external"),
+                "hosts": list(self.etcd_hosts),
+                "joinOrder": list(self.etcd_hosts),
+                "clientURLs": list(self.etcd_client_urls),
+            },
             "quorum": self.quorum,
             "toleratedFailures": self.tolerated_failures,
             "apiEndpoint": self.api_url,
@@ -172,6 +194,10 @@ def derive(c: Cluster) -> Topology:
     cp = s.control_plane
     servers = tuple(h.name for h in c.servers)
     agents = tuple(h.name for h in c.agents)
+    if s.datastore.type == "external":
+        etcd_hosts: tuple[str, ...] = ()
+    else:
+        etcd_hosts = tuple(h.name for h in c.etcd_hosts) or servers
     placement = cp.load_balancer.placement
     vip_provider = cp.vip.provider
 
@@ -232,8 +258,11 @@ def derive(c: Cluster) -> Topology:
         agents=agents,
         bootstrap_server=servers[0],
         server_join_order=servers,
-        quorum=quorum(len(servers)),
-        tolerated_failures=tolerated_failures(len(servers)),
+        etcd_hosts=etcd_hosts,
+        quorum=quorum(len(etcd_hosts)) if etcd_hosts else 0,
+        # With etcd on the servers, their quorum decides; otherwise one apiserver suffices.
+        tolerated_failures=(tolerated_failures(len(servers)) if etcd_hosts == servers
+                            else max(len(servers) - 1, 0)),
         endpoint_host=str(cp.endpoint.vip),
         endpoint_port=endpoint_port,
         agent_endpoint_host="127.0.0.1" if placement == "agents-local" else str(cp.endpoint.vip),
@@ -272,11 +301,13 @@ def _components(c: Cluster, h: Host, lb_hosts: tuple[str, ...], vip_hosts: tuple
     cp = s.control_plane
     k3s = s.distribution.name == "k3s"
     out: list[str] = []
+    if h.has("etcd"):
+        out.append("etcd")
     if h.has("server"):
         if k3s:
             out.append("k3s-server")
         else:
-            if s.datastore.type == "etcd":
+            if c.etcd_on_servers:
                 out.append("etcd")
             out += ["kube-apiserver", "kube-controller-manager", "kube-scheduler",
                     "containerd", "kubelet", "kube-proxy"]

@@ -57,14 +57,14 @@ class Monitor:
         self.backends = Series("backends")  # value: {lb: {server: state}}
         self.members = Series("etcd healthy")  # value: number of members answering with a leader
         self._stop = asyncio.Event()
-        self._names: dict[str, str] = {}  # member id -> server name
+        self._names: dict[str, str] = {}  # member id -> host name
         self._tasks: list[asyncio.Task] = []
 
     def now(self) -> float:
         return time.monotonic() - self.t0
 
     def start(self) -> None:
-        loops = [self._etcd_loop()]
+        loops = [self._etcd_loop()] if self.topo.etcd_hosts else []  # an existing etcd is not watched
         if self.topo.vip_hosts:
             loops.append(self._vip_loop())
         if self.topo.lb_hosts and self.topo.cluster.spec.control_plane.load_balancer.provider == "haproxy":
@@ -116,7 +116,7 @@ class Monitor:
 
         async def sample():
             t = self.now()
-            res = await asyncio.gather(*(one(s) for s in self.topo.servers))
+            res = await asyncio.gather(*(one(s) for s in self.topo.etcd_hosts))
             live = [r for r in res if r and r.leader_id is not None]
             terms = [r.raft_term for r in live]
             leader = None

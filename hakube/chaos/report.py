@@ -10,7 +10,7 @@ from pathlib import Path
 from .runner import TrialResult
 
 FIGURES = ["write_downtime_s", "total_write_outage_s", "rejoin_outage_s", "read_downtime_s", "vip_moved_s",
-           "leader_elected_s", "backend_down_s", "recovered_s"]
+           "leader_elected_s", "backend_down_s", "recovered_s", "proxy_outage_s"]
 
 
 def percentile(values: list[float], p: float) -> float:

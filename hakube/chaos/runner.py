@@ -68,6 +68,8 @@ class TrialResult:
     total_write_outage_s: float = 0.0
     rejoin_outage_s: float | None = None
     undone_at_s: float | None = None
+    # agents-local: the longest time any agent's own proxy answered nothing (crash-server-agents-local)
+    proxy_outage_s: float | None = None
 
     def as_dict(self, with_ops: bool = False) -> dict:
         d = asdict(self)
@@ -89,7 +91,7 @@ class Run:
         self.fault_at: float | None = None
         self.undone_at: float | None = None  # when the last fault was undone (start, heal, resume)
         self.marks: dict[str, float | None] = {"vip_moved": None, "leader_elected": None, "backend_down": None,
-                                                "recovered": None}
+                                                "recovered": None, "proxy_outage": None}
         self.status_during_fault = ""
         self.healthy_during_fault: bool | None = None
 
@@ -289,7 +291,7 @@ class Run:
             write_outages=[(round(a, 3), round(b, 3)) for a, b in windows],
             total_write_outage_s=round(sum(b - a for a, b in windows), 3),
             rejoin_outage_s=round(max(after), 3) if after else (0.0 if self.undone_at is not None else None),
-            undone_at_s=_r(self.undone_at),
+            undone_at_s=_r(self.undone_at), proxy_outage_s=_r(self.marks["proxy_outage"]),
             status_during_fault=self.status_during_fault, healthy_during_fault=self.healthy_during_fault,
             ops=[(o.kind, round(o.start, 3), round(o.end, 3), o.outcome, o.n) for o in h.ops], checks=self.checks,
             lost_writes=counts["lost"], phantom_writes=counts["phantom"])

@@ -14,10 +14,14 @@ import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .. import paths
+from ..components.containerd import pause_image
+from ..timeouts import scale
 from ..topology import Topology
 from ..transport.targets import run_once
 from ..verify.status import gather
 from .errors import ScenarioFailed
+from .probes import NAMESPACE
 from .undo import UNDO_ACTIONS
 
 if TYPE_CHECKING:
@@ -55,6 +59,38 @@ def a_vip(topo: Topology) -> str | None:
     return None if topo.vip_hosts else "needs a VIP (controlPlane.vip.provider keepalived or pacemaker)"
 
 
+def three_etcd_members(topo: Topology) -> str | None:
+    if not topo.etcd_hosts:
+        return "needs etcd run by hakube; this cluster uses an existing etcd given by endpoints"
+    if len(topo.etcd_hosts) < 3:
+        return (f"needs 3 or more etcd members to keep quorum while one is down; this cluster has "
+                f"{len(topo.etcd_hosts)}")
+    return None
+
+
+def vip_failover(topo: Topology) -> str | None:
+    """The VIP can move, and losing its holder keeps whatever quorum it is part of."""
+    if len(topo.vip_hosts) < 2:
+        return "needs a VIP that can move between 2 or more hosts"
+    if any(topo.host(h).runs("etcd") for h in topo.vip_hosts):
+        return three_etcd_members(topo)
+    return None
+
+
+def dedicated_lbs(topo: Topology) -> str | None:
+    if topo.cluster.spec.control_plane.load_balancer.placement != "dedicated" or len(topo.lb_hosts) < 2:
+        return "needs 2 or more hosts of their own for the load balancer (role loadbalancer)"
+    return None
+
+
+def etcd_off_servers(topo: Topology) -> str | None:
+    if topo.etcd_on_servers:
+        return "needs etcd outside the servers (hosts with the role etcd, or an existing etcd); here it runs on them"
+    if len(topo.servers) < 3:
+        return f"needs 3 or more servers; this cluster has {len(topo.servers)}"
+    return None
+
+
 def vip_on_etcd_servers(topo: Topology) -> str | None:
     if not topo.vip_hosts or any(h not in topo.servers or not topo.host(h).runs("etcd") for h in topo.vip_hosts):
         return ("needs the VIP on servers that run etcd (it makes the VIP holder the etcd leader); here the "
@@ -78,6 +114,36 @@ def an_agent(topo: Topology) -> str | None:
     return None if topo.agents else "needs an agent"
 
 
+def agents_local(topo: Topology) -> str | None:
+    if topo.cluster.spec.control_plane.load_balancer.placement != "agents-local" or not topo.agents:
+        return "needs a proxy on every agent (loadBalancer.placement: agents-local) and an agent"
+    return None
+
+
+def longest_failure(samples: list[tuple[float, bool]]) -> float:
+    """The longest time from a failed sample to the next good one (to the last sample when
+    none follows): how long a client saw nothing but failures."""
+    longest, since = 0.0, None
+    for t, ok in samples:
+        if not ok and since is None:
+            since = t
+        elif ok and since is not None:
+            longest, since = max(longest, t - since), None
+    if since is not None and samples:
+        longest = max(longest, samples[-1][0] - since)
+    return longest
+
+
+def two_agents(topo: Topology) -> str | None:
+    return None if len(topo.agents) >= 2 else f"needs 2 or more agents; this cluster has {len(topo.agents)}"
+
+
+def server_loss_tolerated(topo: Topology) -> str | None:
+    """One server may go: 3 servers with etcd on them, or 2 with etcd elsewhere."""
+    return three_servers(topo) if topo.etcd_on_servers else (
+        None if len(topo.servers) >= 2 else "needs 2 or more servers")
+
+
 async def _service(run: Run, host: str, action: str, unit: str) -> None:
     t = run.now()
     await run_once(run.loaded, host, f"systemctl {action} {shlex.quote(unit)}")
@@ -90,17 +156,20 @@ async def _service(run: Run, host: str, action: str, unit: str) -> None:
 
 async def _crash_vip_holder(run: Run, leader_case: bool) -> None:
     holder = await run.vip_holder()
-    if leader_case:
-        await run.move_etcd_leader(holder)
-    else:
-        other = next(s for s in run.topo.servers if s != holder)
-        await run.move_etcd_leader(other)
+    if run.topo.host(holder).runs("etcd"):
+        if leader_case:
+            await run.move_etcd_leader(holder)
+        else:
+            other = next(s for s in run.topo.etcd_hosts if s != holder)
+            await run.move_etcd_leader(other)
     leader, term = run.etcd_leader()
-    run.event("note", f"{holder} holds the VIP" + (" and is the etcd leader" if leader == holder
-                                                   else f"; the etcd leader is {leader}"))
+    what = "server" if holder in run.topo.servers else "load-balancer host"
+    run.event("note", f"{holder} ({what}) holds the VIP" + (" and is the etcd leader" if leader == holder
+                                                           else f"; the etcd leader is {leader}"))
     await run.fault("crash", holder)
     await run.expect_vip_moved(holder, within=15)
-    await run.expect_backend_down(holder, within=15)
+    if holder in run.topo.servers:  # an apiserver went with it: the load balancers must notice
+        await run.expect_backend_down(holder, within=15)
     if leader == holder:
         await run.expect_leader_elected(holder, term, within=15)
     await run.expect_degraded(f"{holder} was down")
@@ -109,10 +178,38 @@ async def _crash_vip_holder(run: Run, leader_case: bool) -> None:
     await run.wait_healthy()
 
 
-@scenario("crash-vip-holder", "crash the server holding the VIP while it is also the etcd leader",
-          three_servers, vip_on_etcd_servers)
+@scenario("crash-vip-holder", "crash the host holding the VIP (a server: also the etcd leader; or a "
+          "load-balancer host): the VIP and the load balancer move together", vip_failover)
 async def crash_vip_holder(run: Run) -> None:
     await _crash_vip_holder(run, leader_case=True)
+
+
+@scenario("crash-lb-host", "crash the load-balancer host holding the VIP: the other one takes over",
+          dedicated_lbs, vip_failover)
+async def crash_lb_host(run: Run) -> None:
+    await _crash_vip_holder(run, leader_case=False)
+
+
+@scenario("crash-two-servers", "crash two of three servers while etcd lives elsewhere: writes keep succeeding",
+          etcd_off_servers)
+async def crash_two_servers(run: Run) -> None:
+    holder = (run.monitor.vip.last() or (None,))[0] if run.topo.vip_hosts else None
+    victims = [s for s in run.topo.servers if s != holder][:2]
+    run.event("note", f"crashing {' and '.join(victims)}; {len(run.topo.servers) - 2} apiserver(s) stay")
+    await run.fault("crash", victims[0])
+    await run.fault("crash", victims[1])
+    for v in victims:
+        await run.expect_backend_down(v, within=15)
+    await run.expect_degraded(f"{' and '.join(victims)} were down")
+    since = run.now()
+    await run.observe(5)
+    acked = [o for o in run.prober.history.of("write") if o.outcome == "ok" and o.start >= since]
+    if not acked:
+        raise ScenarioFailed(f"no write succeeded with {' and '.join(victims)} down, although etcd runs elsewhere")
+    run.check(f"{len(acked)} writes acknowledged in 5 s with two of {len(run.topo.servers)} servers down")
+    for v in victims:
+        await run.fault("start", v)
+    await run.wait_healthy()
 
 
 @scenario("crash-vip-holder-follower", "crash the server holding the VIP while another server leads etcd",
@@ -121,17 +218,18 @@ async def crash_vip_holder_follower(run: Run) -> None:
     await _crash_vip_holder(run, leader_case=False)
 
 
-@scenario("crash-etcd-leader", "crash the etcd leader while the VIP is on another server",
-          three_servers, stacked_etcd, a_vip)
+@scenario("crash-etcd-leader", "crash the etcd leader, wherever etcd runs, while the VIP is on another host",
+          three_etcd_members, a_vip)
 async def crash_etcd_leader(run: Run) -> None:
     holder = await run.vip_holder()
-    target = next(s for s in run.topo.servers if s != holder)
+    target = next(s for s in run.topo.etcd_hosts if s != holder)
     await run.move_etcd_leader(target)
     leader, term = run.etcd_leader()
     run.event("note", f"{target} leads etcd; the VIP stays on {holder}")
     await run.fault("crash", target)
     await run.expect_leader_elected(target, term, within=15)
-    await run.expect_backend_down(target, within=15)
+    if target in run.topo.servers:
+        await run.expect_backend_down(target, within=15)
     await run.expect_degraded(f"{target} was down")
     if (run.monitor.vip.last() or ()) != (holder,):
         raise ScenarioFailed(f"the VIP moved off {holder} although its front door was fine")
@@ -171,6 +269,126 @@ async def crash_agent(run: Run) -> None:
             raise ScenarioFailed(f"{agent} never showed as not Ready in status")
         await asyncio.sleep(3)
     await run.fault("start", agent)
+    await run.wait_healthy()
+
+
+async def _api(run: Run, method: str, path: str, within: float = 30, **kw):
+    """A request through the front door, retried while the fault makes it fail."""
+    deadline = asyncio.get_running_loop().time() + within * scale()
+    while True:
+        try:
+            r = await run.prober.client.request(method, f"{run.topo.api_url}{path}", timeout=5, **kw)
+            if r.status_code < 500:
+                return r
+        except Exception:  # the front door is moving: try again
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise ScenarioFailed(f"{method} {path} through {run.topo.api_url} kept failing for {within:.0f} s")
+        await asyncio.sleep(0.5)
+
+
+@scenario("crash-server-and-agent", "crash the first server and an agent together; a new Deployment then "
+          "gets Running pods on the surviving agents", server_loss_tolerated, two_agents)
+async def crash_server_and_agent(run: Run) -> None:
+    server, agent = run.topo.servers[0], run.topo.agents[run.trial % len(run.topo.agents)]
+    survivors = [a for a in run.topo.agents if a != agent]
+    await run.fault("crash", server)
+    await run.fault("crash", agent)
+    await run.expect_degraded(f"{server} and {agent} were down")
+    # A pod scheduled onto the dead agent before Kubernetes notices it would wait there for
+    # minutes: first wait until the node is NotReady (tainted unreachable), as a user would see.
+    deadline = asyncio.get_running_loop().time() + 120 * scale()
+    while not any(n.name == agent and not n.ready for n in (await _status(run)).nodes):
+        if asyncio.get_running_loop().time() > deadline:
+            raise ScenarioFailed(f"{agent} never showed as not Ready in status")
+        await asyncio.sleep(3)
+    run.check(f"status reported {agent} as not Ready")
+    name = f"after-crash-{run.trial}-{int(run.now())}"
+    labels = {"hakube.dev/chaos": name}
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
+        "spec": {"replicas": len(survivors), "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"terminationGracePeriodSeconds": 0,
+                     "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                         {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}]}},
+                     # the pause image: on every node already (containerd's sandbox), no registry needed
+                     "containers": [{"name": "pause", "image": pause_image(run.topo.minor),
+                                     "imagePullPolicy": "IfNotPresent"}]}}}}
+    base = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
+    created = await _api(run, "POST", base, json=deployment)
+    if created.status_code != 201:
+        raise ScenarioFailed(f"creating Deployment {name}: HTTP {created.status_code} {created.text[:200]}")
+    t = run.now()
+    run.event("note", f"created Deployment {name} ({len(survivors)} replicas)", t)
+    try:
+        deadline = asyncio.get_running_loop().time() + 120 * scale()
+        placed: list[str] = []
+        while len(placed) < len(survivors):
+            if asyncio.get_running_loop().time() > deadline:
+                raise ScenarioFailed(f"Deployment {name}: {len(placed)} of {len(survivors)} pods Running "
+                                     f"on the surviving agents after 120 s ({', '.join(placed) or 'none'})")
+            await asyncio.sleep(2)
+            r = await _api(run, "GET", f"/api/v1/namespaces/{NAMESPACE}/pods",
+                           params={"labelSelector": f"hakube.dev/chaos={name}"})
+            placed = sorted(p["spec"].get("nodeName", "") for p in r.json().get("items", [])
+                            if p["status"].get("phase") == "Running" and p["spec"].get("nodeName") in survivors)
+        run.check(f"Deployment {name} Running on {', '.join(placed)} {run.now() - t:.1f} s after it was created")
+    finally:
+        await _api(run, "DELETE", f"{base}/{name}")
+    await run.fault("start", agent)
+    await run.fault("start", server)
+    await run.wait_healthy()
+
+
+@scenario("crash-server-agents-local", "with a proxy on every agent, crash the first server: every agent stays "
+          "Ready, and the longest window an agent's proxy served nothing is measured",
+          agents_local, server_loss_tolerated)
+async def crash_server_agents_local(run: Run) -> None:
+    target, agents = run.topo.servers[0], run.topo.agents
+    port = run.topo.agent_endpoint_port
+    # what the kubelet does through its proxy, once every 0.2 s on every agent (over SSH)
+    cmd = (f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 1 --cacert {paths.CA_CRT} "
+           f"--cert {paths.LB_CHECK_CRT} --key {paths.LB_CHECK_KEY} https://127.0.0.1:{port}/readyz")
+    samples: dict[str, list[tuple[float, bool]]] = {a: [] for a in agents}
+    stop = asyncio.Event()
+
+    async def probe(agent: str) -> None:
+        conn = run.monitor.conns[agent]
+        while not stop.is_set():
+            t = run.now()
+            try:
+                r = await asyncio.wait_for(conn.run(cmd, check=False), 2.0)
+                ok = r.stdout.strip() == "200"
+            except (asyncio.TimeoutError, OSError):
+                ok = False
+            samples[agent].append((t, ok))
+            await asyncio.sleep(0.2)
+
+    tasks = [asyncio.create_task(probe(a)) for a in agents]
+    try:
+        await asyncio.sleep(2)
+        await run.fault("crash", target)
+        await run.expect_backend_down(target, within=15)
+        await run.expect_degraded(f"{target} was down")
+        # past the node-monitor grace period (40 s): an agent cut off from the API turns NotReady in it
+        until = run.now() + 50
+        while run.now() < until:
+            lost = [n.name for n in (await _status(run)).nodes if n.name in agents and not n.ready]
+            if lost:
+                raise ScenarioFailed(f"{', '.join(lost)} turned NotReady with {target} down")
+            await asyncio.sleep(5)
+        run.check(f"every agent stayed Ready for 50 s with {target} down")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    windows = {a: longest_failure(v) for a, v in samples.items()}
+    if not all(samples.values()):
+        raise ScenarioFailed("an agent's proxy could not be probed")
+    run.check("longest window an agent's local proxy answered nothing: "
+              + ", ".join(f"{a} {w:.2f} s" for a, w in windows.items()))
+    run.marks["proxy_outage"] = max(windows.values())
+    await run.fault("start", target)
     await run.wait_healthy()
 
 

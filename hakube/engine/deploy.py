@@ -17,7 +17,7 @@ import asyncio
 
 from .. import state
 from ..errors import HakubeError
-from ..pki import ClusterPKI
+from ..pki import ClusterPKI, ExistingEtcd
 from ..render import render
 from ..spec import Loaded
 from ..topology import derive
@@ -26,7 +26,7 @@ from ..transport.targets import ssh_targets
 from .context import Deploy
 from .steps.addons import phase_addons
 from .steps.control_plane import phase_control_plane
-from .steps.etcd import phase_etcd
+from .steps.etcd import phase_etcd, phase_existing_etcd
 from .steps.front_door import phase_front_door
 from .steps.host import phase_binaries, phase_facts, phase_packages, phase_pki
 from .steps.kubeconfig import phase_kubeconfig
@@ -37,6 +37,7 @@ from .ui import Reporter
 # The pipeline: an ordered list that reads like the runbook it replaces.
 PIPELINE = [
     phase_facts,          # every host reachable, systemd, a known architecture
+    phase_existing_etcd,  # an existing etcd (datastore external) answers, before anything changes
     phase_packages,       # Debian packages (the lab image has them all: no change there)
     phase_binaries,       # Kubernetes binaries from spec.distribution.binaries or a release download
     phase_pki,            # certificates before any service that reads them
@@ -69,7 +70,7 @@ async def up(loaded: Loaded, dry_run: bool = False, ui: Reporter | None = None) 
         conns = await connect_all(targets, log, loaded.cluster.spec.ssh.max_parallel)
         ui.info("ssh", f"connected to {len(conns)} hosts; log: {log.folder}")
     try:
-        pki = ClusterPKI.load_or_create(state_dir, topo)
+        pki = ClusterPKI.load_or_create(state_dir, topo, ExistingEtcd.read(loaded))
         d = Deploy(loaded, topo, pki, conns, ui, log, dry_run, state_dir, files)
         for phase in PIPELINE:
             await phase(d)

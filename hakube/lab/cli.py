@@ -81,10 +81,11 @@ def up(
     servers: Annotated[int, typer.Option(help="Machines with the role server.")] = 3,
     agents: Annotated[int, typer.Option(help="Machines with the role agent.")] = 2,
     loadbalancers: Annotated[int, typer.Option(help="Dedicated load-balancer machines.")] = 0,
+    etcd: Annotated[int, typer.Option(help="Machines that run only etcd (role etcd).")] = 0,
 ) -> None:
     """Create the lab's machines (or repair them) and write a ready cluster.yaml."""
     try:
-        result = lifecycle.up(name, servers, agents, loadbalancers, RichProgress(err))
+        result = lifecycle.up(name, servers, agents, loadbalancers, RichProgress(err), etcd=etcd)
     except LabError as e:
         _fail(e)
     for change in result.changes:

@@ -88,7 +88,7 @@ class Lab(BaseModel):
 
     def counts(self) -> dict[str, int]:
         return {role: sum(m.role == role for m in self.machines)
-                for role in ("server", "agent", "loadbalancer")}
+                for role in plan.ROLE_PREFIX}
 
     def save(self) -> None:
         d = ensure_dir(self.name)
@@ -155,7 +155,7 @@ def remove(name: str) -> bool:
 
 
 def new(name: str, index: int, image: str, kubernetes: str, servers: int, agents: int,
-        loadbalancers: int) -> Lab:
+        loadbalancers: int, etcd: int = 0) -> Lab:
     """The record of a lab about to be created (nothing exists on the host yet)."""
     net = plan.subnet(index)
     first, last = plan.vip_range(net)
@@ -170,7 +170,7 @@ def new(name: str, index: int, image: str, kubernetes: str, servers: int, agents
             volumes={p: plan.volume(name, m.name, p) for p in MOUNTS},
             mounts=dict(MOUNTS),
         )
-        for m in plan.machines(net, servers, agents, loadbalancers)
+        for m in plan.machines(net, servers, agents, loadbalancers, etcd)
     ]
     return Lab(name=name, index=index, subnet=net, host_address=plan.host_address(net),
                bridge=plan.bridge(index), nft_table=plan.nft_table(name), vip_first=first,

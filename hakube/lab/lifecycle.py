@@ -77,7 +77,7 @@ def prepare(progress: Progress | None = None) -> tuple[str, binaries.Kubernetes]
 
 
 def up(name: str = plan.DEFAULT_NAME, servers: int = 3, agents: int = 2,
-       loadbalancers: int = 0, progress: Progress | None = None) -> UpResult:
+       loadbalancers: int = 0, progress: Progress | None = None, etcd: int = 0) -> UpResult:
     """Create lab `name` (or repair it) and write its cluster.yaml."""
     progress = progress or Progress()
     if problem := plan.check_name(name):
@@ -85,7 +85,7 @@ def up(name: str = plan.DEFAULT_NAME, servers: int = 3, agents: int = 2,
     if servers < 1:
         raise LabError("a lab needs at least 1 server for its cluster.yaml; use --servers 1 or more")
     try:
-        plan.machines(plan.subnet(1), servers, agents, loadbalancers)
+        plan.machines(plan.subnet(1), servers, agents, loadbalancers, etcd)
     except ValueError as e:
         raise LabError(f"cannot create lab {name!r}: {e}") from None
     check_host()
@@ -100,12 +100,12 @@ def up(name: str = plan.DEFAULT_NAME, servers: int = 3, agents: int = 2,
                 raise LabError(f"every /24 of {plan.POOL} is in use; remove a lab with "
                                "`hakube lab down --name NAME`")
             lab = labstate.new(name, index, node_image, str(k8s.root), servers, agents,
-                               loadbalancers)
+                               loadbalancers, etcd)
             # Recorded before anything exists, so `lab down` can clean up a failed `up`.
             lab.save()
             changes.append(f"allocated {lab.subnet} to lab {name!r}")
         else:
-            want = {"server": servers, "agent": agents, "loadbalancer": loadbalancers}
+            want = {"server": servers, "agent": agents, "loadbalancer": loadbalancers, "etcd": etcd}
             if lab.counts() != want:
                 have = ", ".join(f"{v} {k}s" for k, v in lab.counts().items())
                 raise LabError(f"lab {name!r} already exists with {have}; remove it with "

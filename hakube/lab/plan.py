@@ -9,6 +9,7 @@ Address plan of a lab's /24 (10.213.N.0/24):
     .11-.49   servers      server-1 = .11
     .51-.149  agents       agent-1  = .51
     .151-.189 loadbalancers lb-1    = .151
+    .190-.198 etcd hosts    etcd-1  = .190
     .200-.249 reserved for virtual IPs (the API VIP is .200; MetalLB pools fit here too)
 """
 
@@ -25,9 +26,9 @@ DEFAULT_NAME = "hakube"
 # Lab names become parts of container, volume and netns names: keep them short and plain.
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
 
-ROLE_PREFIX = {"server": "server", "agent": "agent", "loadbalancer": "lb"}
+ROLE_PREFIX = {"server": "server", "agent": "agent", "loadbalancer": "lb", "etcd": "etcd"}
 # First host number and how many fit, per role (see the address plan above).
-ROLE_RANGE = {"server": (11, 39), "agent": (51, 99), "loadbalancer": (151, 39)}
+ROLE_RANGE = {"server": (11, 39), "agent": (51, 99), "loadbalancer": (151, 39), "etcd": (190, 9)}
 VIP_FIRST, VIP_LAST = 200, 249
 HOST_NUMBER = 1
 
@@ -97,10 +98,11 @@ def api_vip(net: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
 
 
 def machines(net: ipaddress.IPv4Network, servers: int, agents: int,
-             loadbalancers: int) -> list[MachinePlan]:
+             loadbalancers: int, etcd: int = 0) -> list[MachinePlan]:
     """Every machine of a lab with its name and address. Raises ValueError on bad counts."""
     out: list[MachinePlan] = []
-    for role, count in (("server", servers), ("agent", agents), ("loadbalancer", loadbalancers)):
+    for role, count in (("server", servers), ("agent", agents), ("loadbalancer", loadbalancers),
+                        ("etcd", etcd)):
         first, limit = ROLE_RANGE[role]
         if not 0 <= count <= limit:
             raise ValueError(f"{role}s must be between 0 and {limit}, not {count}")

@@ -341,7 +341,8 @@ def _override(v: str) -> str:
 
 
 SecurityOverride = Annotated[str, AfterValidator(_override)]
-Role = Literal["server", "agent", "loadbalancer"]
+# etcd: a host that runs only an etcd member of this cluster (servers then use it, not a local one)
+Role = Literal["server", "agent", "loadbalancer", "etcd"]
 
 
 class Metadata(Model):
@@ -481,8 +482,8 @@ class VIP(Model):
     check_fall: int = Field(2, ge=1, le=100)
     check_rise: int = Field(2, ge=1, le=100)
     majority_check: bool = Field(
-        True, description="With 3 or more servers, a host competes for the VIP only while it reaches "
-        "a majority of the servers: a host cut off from its peers does not claim the VIP.",
+        True, description="With 3 or more VIP hosts and servers together, a host competes for the VIP "
+        "only while it reaches a majority of them: a host cut off from its peers does not claim the VIP.",
     )
     garp_refresh: int = Field(
         1, ge=0, le=3600, description="Seconds between the holder's gratuitous ARP re-announcements (0: only on "
@@ -523,7 +524,8 @@ class EtcdTuning(Model):
 
 class Datastore(Model):
     type: Literal["etcd", "external"] = Field(
-        "etcd", description="etcd on the servers (k3s: embedded etcd), or external endpoints."
+        "etcd", description="etcd run by hakube: on the servers (k3s: embedded etcd), or on the hosts "
+        "with the role etcd when there are any; or external: an existing etcd given by endpoints."
     )
     endpoints: list[Annotated[str, AfterValidator(_endpoint)]] = Field(default_factory=list)
     ca_file: LocalPath | None = None
@@ -693,3 +695,14 @@ class Cluster(Model):
     @property
     def loadbalancers(self) -> list[Host]:
         return self.hosts_with("loadbalancer")
+
+    @property
+    def etcd_hosts(self) -> list[Host]:
+        """Hosts of their own for etcd (role etcd); empty when etcd runs on the servers."""
+        return self.hosts_with("etcd")
+
+    @property
+    def etcd_on_servers(self) -> bool:
+        """etcd members run on the servers (stacked), as opposed to hosts of their own or
+        an existing etcd given by endpoints."""
+        return self.spec.datastore.type == "etcd" and not self.etcd_hosts

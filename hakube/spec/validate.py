@@ -55,6 +55,12 @@ def server_count(c: Cluster, base: Path) -> Iterator[Problem]:
         yield Problem("spec.hosts", "no host has the role 'server'",
                       "give 3 hosts (or 1 for a non-HA test) the role server")
         return
+    if not c.etcd_on_servers:
+        # The servers hold no quorum: any one of them can carry the API alone.
+        if n == 1:
+            yield Problem("spec.hosts", "1 server is a single point of failure for the API",
+                          "use 2 or more servers", severity="warning")
+        return
     if n == 2:
         msg = ("2 servers tolerate no failure: losing either one loses etcd quorum "
                "(quorum of 2 is 2)")
@@ -71,6 +77,34 @@ def server_count(c: Cluster, base: Path) -> Iterator[Problem]:
     elif n == 1:
         yield Problem("spec.hosts", "1 server is not highly available: it tolerates no failure",
                       "use 3 servers for HA", severity="warning")
+
+
+def etcd_hosts(c: Cluster, base: Path) -> Iterator[Problem]:
+    """Hosts with the role etcd: only etcd on them, an odd number, and hakube's own etcd."""
+    hosts = c.etcd_hosts
+    if not hosts:
+        return
+    for i, h in _hosts(c):
+        if h.has("etcd") and len(h.roles) > 1:
+            others = ", ".join(r for r in h.roles if r != "etcd")
+            yield Problem(f"spec.hosts[{i}].roles",
+                          f"a host with the role etcd runs only etcd, and {h.name} is also {others}",
+                          "give etcd hosts of their own, or drop the role etcd to run etcd on the servers")
+    if c.spec.distribution.name == "k3s":
+        yield Problem("spec.hosts", "k3s runs its etcd inside the servers; hosts with the role etcd are "
+                      "for the kubernetes distribution", "drop the role etcd, or use distribution kubernetes")
+    if c.spec.datastore.type == "external":
+        yield Problem("spec.datastore.type", "hosts have the role etcd, but the datastore is external",
+                      "use type: etcd for hakube to run etcd on them, or drop the role etcd")
+    n = len(hosts)
+    if n % 2 == 0:
+        yield Problem("spec.hosts",
+                      f"{n} etcd hosts tolerate {tolerated_failures(n)} failure(s), no more than {n - 1} would, "
+                      f"and each of them must answer for a write",
+                      f"use {n - 1} or {n + 1} hosts with the role etcd")
+    elif n == 1:
+        yield Problem("spec.hosts", "1 etcd host is a single point of failure: the cluster stops with it",
+                      "use 3 hosts with the role etcd", severity="warning")
 
 
 def vip_placement(c: Cluster, base: Path) -> Iterator[Problem]:
@@ -362,7 +396,6 @@ def listeners(c: Cluster) -> dict[int, list[Listener]]:
     cp = s.control_plane
     placement = cp.load_balancer.placement
     k3s = s.distribution.name == "k3s"
-    etcd = s.datastore.type == "etcd"
     api = Listener(apiserver_port(c), "k3s (supervisor and API)" if k3s else "kube-apiserver",
                    "spec.controlPlane.apiserverPort" if cp.apiserver_port else None)
     lb = cp.load_balancer.provider
@@ -375,9 +408,11 @@ def listeners(c: Cluster) -> dict[int, list[Listener]]:
     for i, h in _hosts(c):
         ls: list[Listener] = []
         node = h.has("server") or h.has("agent")
+        if h.has("etcd"):
+            ls += [Listener(ETCD_CLIENT_PORT, "etcd (clients)"), Listener(ETCD_PEER_PORT, "etcd (peers)")]
         if h.has("server"):
             ls.append(api)
-            if etcd:
+            if c.etcd_on_servers:
                 ls += [Listener(ETCD_CLIENT_PORT, "etcd (clients)"), Listener(ETCD_PEER_PORT, "etcd (peers)")]
             ls += [Listener(CONTROLLER_MANAGER_PORT, "kube-controller-manager"),
                    Listener(SCHEDULER_PORT, "kube-scheduler")]
@@ -713,6 +748,7 @@ def _camel(snake: str) -> str:
 RULES = [
     unique_hosts,
     server_count,
+    etcd_hosts,
     hosts_in_node_network,
     vip_placement,
     networks_disjoint,

@@ -22,7 +22,7 @@ from cryptography import x509
 from .. import state
 from ..errors import HakubeError
 from ..facts.host import file_states
-from ..pki import ClusterPKI
+from ..pki import ClusterPKI, ExistingEtcd
 from ..spec import Loaded
 from ..topology import derive
 from ..transport import SSHConnector
@@ -65,7 +65,7 @@ async def gather_certs(loaded: Loaded) -> list[CertRow]:
     topo = derive(loaded.cluster)
     sdir = state.cluster_dir(topo.name, create=False)
     try:
-        pki = ClusterPKI.load_existing(sdir, topo)
+        pki = ClusterPKI.load_existing(sdir, topo, ExistingEtcd.read(loaded))
     except FileNotFoundError:
         raise HakubeError(f"cluster {topo.name} has no certificates in {sdir} yet; run `hakube up` first") from None
     now = dt.datetime.now(dt.timezone.utc)

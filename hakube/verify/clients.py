@@ -26,6 +26,15 @@ def etcd_client(state_dir: Path, timeout: float = 3.0) -> httpx.AsyncClient:
                              timeout=timeout)
 
 
+def external_etcd_client(loaded, timeout: float = 3.0) -> httpx.AsyncClient:
+    """An existing etcd (spec.datastore type external) with the CA, certificate and key
+    the spec gives for it; TLS verified against that CA."""
+    d = loaded.cluster.spec.datastore
+    ctx = ssl.create_default_context(cafile=str(loaded.resolve(d.ca_file)))
+    ctx.load_cert_chain(str(loaded.resolve(d.cert_file)), str(loaded.resolve(d.key_file)))
+    return httpx.AsyncClient(verify=ctx, timeout=timeout)
+
+
 def admin_client(state_dir: Path, timeout: float = 5.0) -> httpx.Client:
     """A blocking HTTPS client with the cluster CA (verification ON) and the admin certificate."""
     return httpx.Client(verify=tls_context(state_dir / "pki", "ca", "admin"), timeout=timeout)

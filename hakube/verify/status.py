@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
@@ -33,7 +34,7 @@ from ..spec import Loaded
 from ..topology import Topology, derive
 from ..transport import Connector, SSHConnector
 from ..transport.targets import ssh_targets
-from .clients import api_client, etcd_client
+from .clients import api_client, etcd_client, external_etcd_client
 
 
 @dataclass
@@ -158,9 +159,17 @@ class Status:
 # ---- facts ----------------------------------------------------------------------------------
 
 
-async def _etcd(topo: Topology, client: httpx.AsyncClient) -> list[EtcdMemberStatus]:
-    async def one(s: str) -> EtcdMemberStatus:
-        ep = f"https://{topo.address(s)}:2379"
+def etcd_endpoints(topo: Topology) -> list[tuple[str, str]]:
+    """(name, client URL) of every etcd member to read: hakube's members (on the servers or
+    on etcd hosts), or the endpoints of an existing etcd, named by their host part."""
+    if topo.datastore.type == "external":
+        return [(urlsplit(e).hostname or e, e) for e in topo.datastore.endpoints]
+    return [(s, f"https://{topo.address(s)}:2379") for s in topo.etcd_hosts]
+
+
+async def etcd_members(endpoints: list[tuple[str, str]], client: httpx.AsyncClient) -> list[EtcdMemberStatus]:
+    """Each member's status and health, read through etcd's JSON gateway, in parallel."""
+    async def one(s: str, ep: str) -> EtcdMemberStatus:
         m = EtcdMemberStatus(s, ep, False)
         try:
             r = await client.post(f"{ep}/v3/maintenance/status", json={})
@@ -179,7 +188,7 @@ async def _etcd(topo: Topology, client: httpx.AsyncClient) -> list[EtcdMemberSta
             m.error = _short(e)
         return m
 
-    return list(await asyncio.gather(*(one(s) for s in topo.servers)))
+    return list(await asyncio.gather(*(one(s, ep) for s, ep in endpoints)))
 
 
 async def _apiservers(topo: Topology, client: httpx.AsyncClient) -> list[Apiserver]:
@@ -294,8 +303,11 @@ async def gather(loaded: Loaded) -> Status:
         return st
     st.cert_first_expiry, st.cert_expiry_days = _first_expiry(sdir / "pki")
     ssh_hosts = sorted(set(topo.vip_hosts) | set(topo.lb_hosts))
-    async with api_client(sdir) as api, etcd_client(sdir) as etcdc:
-        etcd_task = _etcd(topo, etcdc) if "etcd" in topo.host(topo.servers[0]).components else _none()
+    external = topo.datastore.type == "external"
+    etcd_tls = external_etcd_client(loaded) if external else etcd_client(sdir)
+    async with api_client(sdir) as api, etcd_tls as etcdc:
+        read_etcd = external or (topo.etcd_hosts and topo.host(topo.etcd_hosts[0]).runs("etcd"))
+        etcd_task = etcd_members(etcd_endpoints(topo), etcdc) if read_etcd else _none()
         conns_task = _connect(loaded, ssh_hosts)
         etcd, apis, conns, _ = await asyncio.gather(etcd_task, _apiservers(topo, api), conns_task,
                                                     _through_endpoint(topo, api, st))

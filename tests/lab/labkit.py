@@ -29,11 +29,12 @@ ACTIVE: dict[str, object] = {}
 
 
 @contextmanager
-def lab_cluster(name: str, servers: int = 3, agents: int = 0, loadbalancers: int = 0, logs: Path | None = None):
+def lab_cluster(name: str, servers: int = 3, agents: int = 0, loadbalancers: int = 0, logs: Path | None = None,
+                etcd: int = 0):
     """A fresh lab; yields (lab, path of its cluster.yaml). Removed afterwards, even on failure."""
     lifecycle.down(name)  # a leftover from an interrupted run would make the test meaningless
     shutil.rmtree(state.cluster_dir(name, create=False), ignore_errors=True)
-    result = lifecycle.up(name, servers=servers, agents=agents, loadbalancers=loadbalancers)
+    result = lifecycle.up(name, servers=servers, agents=agents, loadbalancers=loadbalancers, etcd=etcd)
     ok = False
     ACTIVE[name] = result.lab
     try:
@@ -89,10 +90,15 @@ def pki(cluster: str) -> Path:
     return state.cluster_dir(cluster, create=False) / "pki"
 
 
+def etcd_machines(lab) -> list:
+    """The machines that run etcd: those with the role etcd, else the servers."""
+    return [m for m in lab.machines if m.role == "etcd"] or [m for m in lab.machines if m.role == "server"]
+
+
 def etcd_members(lab, cluster: str) -> list[dict]:
-    """`etcdctl member list` over TLS from this machine, against every server."""
+    """`etcdctl member list` over TLS from this machine, against every member."""
     p = pki(cluster)
-    eps = ",".join(f"https://{m.address}:2379" for m in lab.machines if m.role == "server")
+    eps = ",".join(f"https://{m.address}:2379" for m in etcd_machines(lab))
     r = subprocess.run(["etcdctl", f"--endpoints={eps}", f"--cacert={p / 'etcd-ca.crt'}",
                         f"--cert={p / 'etcd-healthcheck-client.crt'}", f"--key={p / 'etcd-healthcheck-client.key'}",
                         "member", "list", "-w", "json"], capture_output=True, text=True,
@@ -104,7 +110,7 @@ def etcd_members(lab, cluster: str) -> list[dict]:
 def etcd_raw(lab, cluster: str, key: str) -> bytes:
     """The raw value etcd stores under `key` (etcdctl get from this machine, over TLS)."""
     p = pki(cluster)
-    server = next(m for m in lab.machines if m.role == "server")
+    server = etcd_machines(lab)[0]
     r = subprocess.run(["etcdctl", f"--endpoints=https://{server.address}:2379", f"--cacert={p / 'etcd-ca.crt'}",
                         f"--cert={p / 'etcd-healthcheck-client.crt'}", f"--key={p / 'etcd-healthcheck-client.key'}",
                         "get", key, "--print-value-only"], capture_output=True,
@@ -116,9 +122,7 @@ def etcd_raw(lab, cluster: str, key: str) -> bytes:
 def etcd_health(lab, cluster: str) -> dict[str, bool]:
     p = pki(cluster)
     out = {}
-    for m in lab.machines:
-        if m.role != "server":
-            continue
+    for m in etcd_machines(lab):
         r = subprocess.run(["etcdctl", f"--endpoints=https://{m.address}:2379", f"--cacert={p / 'etcd-ca.crt'}",
                             f"--cert={p / 'etcd-healthcheck-client.crt'}",
                             f"--key={p / 'etcd-healthcheck-client.key'}", "endpoint", "health"],

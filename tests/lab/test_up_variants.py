@@ -1,19 +1,35 @@
-"""The other front doors, each deployed for real once: nginx, agents-local proxies, and
-pacemaker managing the VIP with the load balancer. Each must converge, serve the API
-through its endpoint with TLS verified, and change nothing on a second run."""
+"""The other front doors, each deployed for real once and then broken: keepalived with
+nginx, proxies on every agent (report 3: crash a server, every agent stays Ready), and
+pacemaker holding the VIP with nginx as one resource group (report 2's front door). Each
+must converge, serve the API through its endpoint with TLS verified, survive its
+scenario with no acknowledged write lost, and change nothing on a second run.
+(Pacemaker with HAProxy, report 1, is the front door of test_workloads.py.)"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import httpx
 import pytest
+
+from hakube.chaos.api import run_scenario
+from hakube.lab import faults
+from hakube.spec import load
+from hakube.verify.status import gather
 
 from . import labkit
 
 pytestmark = pytest.mark.lab
 
 VARIANTS = {
-    "nginx": dict(servers=3, agents=0, changes=dict(loadBalancer={"provider": "nginx"})),
-    "agents-local": dict(servers=3, agents=1, changes=dict(loadBalancer={"placement": "agents-local"})),
-    "pacemaker": dict(servers=3, agents=0, changes=dict(vip={"provider": "pacemaker"})),
+    "nginx": dict(servers=3, agents=0, changes=dict(loadBalancer={"provider": "nginx"}),
+                  scenario="crash-vip-holder"),
+    "agents-local": dict(servers=3, agents=2, changes=dict(loadBalancer={"placement": "agents-local"}),
+                         scenario="crash-server-agents-local"),
+    "pacemaker": dict(servers=3, agents=0, changes=dict(vip={"provider": "pacemaker"},
+                                                        loadBalancer={"provider": "nginx"}),
+                      scenario="crash-vip-holder"),
 }
 
 
@@ -37,21 +53,23 @@ def test_variant_converges_and_reruns_without_change(name, tmp_path) -> None:
         assert labkit.up(spec, dry_run=True).changed == 0
         report = labkit.up(spec)
         assert report.changed == 0, [c for p in report.phases for c in p.changes]
+        loaded = load(spec)
+        (trial,) = asyncio.run(run_scenario(loaded, v["scenario"], trials=1, lab=lab_name))
+        assert trial.ok, trial.verdict
+        assert trial.lost == 0 and trial.phantom == 0 and trial.failed_but_present == 0
+        assert trial.acknowledged > 20
+        if v["scenario"] == "crash-vip-holder":
+            assert trial.vip_moved_s is not None
+        else:
+            assert any("every agent stayed Ready" in c for c in trial.checks), trial.checks
+            assert trial.proxy_outage_s is not None
+        assert asyncio.run(gather(loaded)).healthy
 
 
 def test_monitoring_scrapes_everything_and_alerts_reach_status(tmp_path) -> None:
     """With addons.monitoring: Prometheus on every server scrapes etcd (mutual TLS), the
     apiservers, HAProxy, node exporters and the API through the VIP; a crashed server
     turns into firing HA alerts that `hakube status` shows; nothing changes on a re-run."""
-    import asyncio
-    import time
-
-    import httpx
-
-    from hakube.lab import faults
-    from hakube.spec import load
-    from hakube.verify.status import gather
-
     name = "hktest-monitor"
     with labkit.lab_cluster(name, servers=3, logs=tmp_path / "evidence") as (lab, spec):
         spec = labkit.variant(spec, "monitoring", addons={"monitoring": {"enabled": True}})

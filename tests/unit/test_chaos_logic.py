@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import httpx
+import pytest
 
 from hakube.chaos.api import applicable
 from hakube.chaos.probes import History, Op, _classify
 from hakube.chaos.report import percentile, summarize, timeline_svg
 from hakube.chaos.runner import Event, TrialResult
+from hakube.chaos.scenarios import longest_failure
 from hakube.spec import load
 
 from .conftest import FIXTURES
@@ -125,14 +130,50 @@ def test_summary_and_timeline_carry_the_rejoin() -> None:
     assert "rejoin: no successful write for 1.50 s" not in svg  # the failover window is not the rejoin
 
 
+APPLY_SPECS = sorted(p.stem for p in (FIXTURES / "specs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("spec", APPLY_SPECS)
+def test_which_scenarios_apply_matches_fixture(spec: str) -> None:
+    """Per layout, each scenario applies or says why not (golden: fixtures/chaos/applies/)."""
+    got = {r["scenario"]: "applies" if r["applies"] else r["why"]
+           for r in applicable(load(FIXTURES / "specs" / f"{spec}.yaml"))}
+    text = json.dumps(got, indent=2, sort_keys=True) + "\n"
+    golden = FIXTURES / "chaos" / "applies" / f"{spec}.json"
+    if os.environ.get("HAKUBE_UPDATE_GOLDEN") == "1":
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert golden.exists(), f"{golden} is missing: regenerate with HAKUBE_UPDATE_GOLDEN=1 and review"
+    assert text == golden.read_text()
+
+
 def test_which_scenarios_apply_follows_the_topology() -> None:
     def table(spec: str) -> dict[str, bool]:
         return {r["scenario"]: r["applies"] for r in applicable(load(FIXTURES / "specs" / f"{spec}.yaml"))}
 
-    assert all(table("ha3").values())
-    dedicated = table("nginx-dedicated")  # the VIP on load-balancer hosts, not on etcd servers
-    assert not dedicated["crash-vip-holder"] and dedicated["crash-etcd-leader"] and dedicated["partition-server"]
+    stacked = table("ha3")  # etcd on the servers, the VIP among them
+    only_elsewhere = ("crash-lb-host", "crash-two-servers", "crash-server-agents-local")
+    assert all(v for k, v in stacked.items() if k not in only_elsewhere)
+    assert not any(stacked[k] for k in only_elsewhere)
+    dedicated = table("nginx-dedicated")  # the VIP on load-balancer hosts, etcd on the servers
+    assert dedicated["crash-vip-holder"] and dedicated["crash-lb-host"] and dedicated["crash-etcd-leader"]
+    assert not dedicated["crash-vip-holder-follower"] and dedicated["partition-server"]
+    split = table("etcd-hosts")  # etcd on hosts of its own: two servers may go
+    assert split["crash-two-servers"] and split["crash-etcd-leader"] and split["crash-lb-host"]
+    assert not split["lose-quorum"] and not split["partition-server"]
+    existing = table("existing-etcd")  # hakube does not run this etcd: nothing to crash in it
+    assert existing["crash-two-servers"] and not existing["crash-etcd-leader"]
     local = table("agents-local")  # proxies on the agents
-    assert not local["stop-lb-on-vip-holder"] and local["crash-agent"]
+    assert not local["stop-lb-on-vip-holder"] and local["crash-agent"] and local["crash-server-agents-local"]
     reasons = {r["scenario"]: r["why"] for r in applicable(load(FIXTURES / "specs" / "nginx-dedicated.yaml"))}
-    assert "lb-1" in reasons["crash-vip-holder"]
+    assert "etcd leader" in reasons["crash-vip-holder-follower"]
+
+
+def test_longest_failure_runs_from_the_first_failure_to_the_next_success() -> None:
+    assert longest_failure([]) == 0.0
+    assert longest_failure([(0.0, True), (0.2, True)]) == 0.0
+    # two windows: 0.4 -> 1.0 (0.6 s) and 1.4 -> 1.6 (0.2 s)
+    samples = [(0.0, True), (0.4, False), (0.6, False), (1.0, True), (1.4, False), (1.6, True)]
+    assert round(longest_failure(samples), 3) == 0.6
+    # still failing at the end: counted to the last sample, not dropped
+    assert round(longest_failure([(0.0, True), (0.5, False), (2.5, False)]), 3) == 2.0

@@ -308,3 +308,18 @@ def test_port_table_matches_the_components() -> None:
     for path in VALID:
         cluster = load(path).cluster
         assert v.apiserver_port(cluster) == derive(cluster).apiserver_port, path.name
+
+
+WARNS = sorted((FIXTURES / "warnings").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", WARNS, ids=lambda p: p.stem)
+def test_valid_spec_warns_as_declared(path: Path) -> None:
+    """Each file in fixtures/warnings/ loads, with the warnings its `# warns:` lines name."""
+    loaded = load(path)
+    declared = [line[len("# warns: "):].split(" ", 2) for line in path.read_text().splitlines()
+                if line.startswith("# warns: ")]
+    assert declared
+    for sev, where, text in declared:
+        assert any(p.severity == sev and p.path == where and text in f"{p.message} {p.fix}"
+                   for p in loaded.warnings), [str(p) for p in loaded.warnings]

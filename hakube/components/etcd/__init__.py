@@ -1,8 +1,9 @@
-"""etcd on every server, TLS for peers and clients (distribution kubernetes).
+"""etcd, TLS for peers and clients (distribution kubernetes): on every server, or on the
+hosts with the role etcd (`topo.etcd_hosts`).
 
-Servers join one at a time (ARCHITECTURE.md, step 4), so each member's configuration
-names the members that exist when it joins: the bootstrap server starts a new cluster of
-one, and server k joins an existing cluster of the first k servers. etcd reads the
+Members join one at a time (ARCHITECTURE.md, step 4), so each member's configuration
+names the members that exist when it joins: the first host starts a new cluster of
+one, and host k joins an existing cluster of the first k hosts. etcd reads the
 `initial-*` settings only when its data directory is empty, so this stays true after the
 cluster has grown, and a re-run renders the same bytes (no restart).
 """
@@ -61,7 +62,7 @@ def member_for(topo: Topology, host: HostPlan,
     The deploy passes `initial_cluster`/`initial_state` from the live membership when a
     member joins a cluster that already exists (for example after its data was lost).
     """
-    order = topo.server_join_order
+    order = topo.etcd_hosts
     idx = order.index(host.name)
     if initial_cluster is None:
         initial_cluster = tuple((n, peer_url(topo.address(n))) for n in order[: idx + 1])

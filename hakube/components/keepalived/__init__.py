@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from ... import paths
 from .. import haproxy
 from ..base import File, RenderContext, Unit, template
+from ...spec import quorum
 from ...topology import HostPlan, Topology
 
 CONFIG = "/etc/keepalived/keepalived.conf"
@@ -108,13 +109,17 @@ def config_for(topo: Topology, host: HostPlan, password: str) -> KeepalivedConfi
 
 
 def _majority(topo: Topology, host: HostPlan) -> dict:
-    """Who the majority check pings. With 1 or 2 servers there is no majority to lose
-    without losing the cluster's only path (two servers tolerate no failure anyway)."""
-    if len(topo.servers) < 3:
+    """Who the majority check pings: the other hosts that can hold the VIP and the servers,
+    counted together. On the servers (the usual case) that is a majority of the servers; on
+    load-balancer hosts of their own, losing servers alone does not take the VIP away (two
+    of three servers crashing is something that shape survives), while a host cut off from
+    everything still lets go. With fewer than 3 such hosts there is no majority to lose
+    without losing the cluster's only path."""
+    group = tuple(dict.fromkeys(topo.vip_hosts + topo.servers))
+    if len(group) < 3:
         return {}
-    others = tuple(topo.address(s) for s in topo.servers if s != host.name)
-    mine = 1 if host.name in topo.servers else 0
-    return {"witnesses": others, "witnesses_needed": topo.quorum - mine}
+    others = tuple(topo.address(h) for h in group if h != host.name)
+    return {"witnesses": others, "witnesses_needed": quorum(len(group)) - 1}
 
 
 def render(cfg: KeepalivedConfig) -> list[File]:

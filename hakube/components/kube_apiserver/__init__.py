@@ -67,7 +67,7 @@ def feature_gates(gates: dict[str, bool]) -> str:
 
 def etcd_servers(topo: Topology, host: HostPlan) -> tuple[str, ...]:
     """The etcd endpoints: only this server's own member (stacked etcd), as kubeadm's
-    stacked layout and K3s do; all endpoints for an external datastore.
+    stacked layout and K3s do; every endpoint when etcd runs elsewhere.
 
     Measured (bench/failover.py, crash-vip-holder on the lab): with every member listed,
     etcd's v3 client (3.4+) balances requests over all of them, so after a server crashes
@@ -77,8 +77,8 @@ def etcd_servers(topo: Topology, host: HostPlan) -> tuple[str, ...]:
     its own server alone: if that member fails, this apiserver fails /readyz and the load
     balancers stop using it, while the others carry on.
     """
-    if topo.datastore.type == "external":
-        return tuple(topo.datastore.endpoints)
+    if not host.runs("etcd"):  # etcd on hosts of its own, or an existing etcd: every endpoint
+        return topo.etcd_client_urls
     return (f"https://{host.address}:{ETCD_CLIENT_PORT}",)
 
 

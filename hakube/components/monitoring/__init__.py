@@ -138,6 +138,11 @@ class MonitoringConfig:
         return len(self.apiservers)
 
     @property
+    def etcd_count(self) -> int:
+        """etcd members hakube runs (on the servers or on hosts of their own)."""
+        return len(self.etcd_members)
+
+    @property
     def api_probe_url(self) -> str:
         return f"https://{self.endpoint_host}:{self.endpoint_port}/readyz"
 
@@ -169,7 +174,6 @@ def config_for(topo: Topology) -> MonitoringConfig:
     seconds(mon.retention)  # a bad duration fails here, not in Prometheus at start
     timeout = mon.scrape_interval if interval_s < DEFAULT_SCRAPE_TIMEOUT_S else f"{DEFAULT_SCRAPE_TIMEOUT_S}s"
 
-    etcd = topo.datastore.type == "etcd"
     if topo.distribution == "k3s":  # where K3s keeps its embedded etcd's certificates
         ca, crt, key = (f"{paths.K3S_TLS}/etcd/{f}" for f in ("server-ca.crt", "server-client.crt",
                                                               "server-client.key"))
@@ -194,7 +198,7 @@ def config_for(topo: Topology) -> MonitoringConfig:
         hosts=targets(h.name for h in topo.hosts),
         monitoring_hosts=targets(h.name for h in topo.hosts if h.runs("prometheus")),
         distribution=topo.distribution,
-        etcd_members=targets(topo.servers) if etcd else (),
+        etcd_members=targets(topo.etcd_hosts),
         etcdctl_command=etcdctl,
         etcd_heartbeat_ms=topo.datastore.etcd.heartbeat_interval_ms,
         etcd_election_ms=topo.datastore.etcd.election_timeout_ms,
@@ -211,7 +215,7 @@ def config_for(topo: Topology) -> MonitoringConfig:
         vip_hint=VIP_HINTS.get(cp.vip.provider, ""),
         vip_units=VIP_UNITS.get(cp.vip.provider, ()) if topo.vip_hosts else (),
         quorum=topo.quorum,
-        tolerated_failures=topo.tolerated_failures,
+        tolerated_failures=topo.etcd_tolerated_failures,  # the etcd rules speak of etcd members
     )
 
 

@@ -1,7 +1,8 @@
-"""The datastore step: etcd on the servers, with TLS.
+"""The datastore step: etcd with TLS, on the servers or on hosts of its own; or a check
+that an existing etcd (datastore type external) answers before anything changes.
 
-Bootstrap a new cluster only when no member is healthy anywhere and no server holds etcd
-data; otherwise join through a healthy member, ONE server at a time (concurrent joins can
+Bootstrap a new cluster only when no member is healthy anywhere and no host holds etcd
+data; otherwise join through a healthy member, ONE host at a time (concurrent joins can
 lose quorum), each gated on the member being healthy before the next one plans.
 """
 
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import ssl
 import time
 
 from ...components import etcd as etcd_component
 from ...timeouts import scaled
 from ...transport import CommandError
+from ...verify.clients import external_etcd_client
+from ...verify.status import etcd_endpoints, etcd_members
 from ...facts import etcd as etcd_facts
 from ...facts import host as facts
 from .. import membership, services
@@ -25,16 +29,40 @@ from ..plan import Action, execute
 ETCDCTL_LOCAL = f"{etcd_facts.ETCDCTL} {etcd_facts.LOCAL}"
 
 
+async def phase_existing_etcd(d: Deploy) -> None:
+    """An existing etcd (datastore type external) must answer, with the spec's CA and client
+    certificate, before any host changes: a typo in an endpoint or a wrong key would
+    otherwise leave every apiserver restarted against a datastore it cannot use."""
+    if d.topo.datastore.type != "external" or d.topo.distribution != "kubernetes":
+        return
+    with d.ui.phase("existing etcd"):
+        endpoints = etcd_endpoints(d.topo)
+        try:
+            async with external_etcd_client(d.loaded) as client:
+                members = await etcd_members(endpoints, client)
+        except (OSError, ssl.SSLError) as e:  # unreadable or mismatched CA/cert/key files
+            raise GateError("existing etcd", "the CA, certificate and key of spec.datastore to load",
+                            f"{e}; check spec.datastore.caFile, certFile and keyFile") from None
+        bad = [f"{m.endpoint}: {m.error or 'not healthy'}" for m in members if not m.healthy]
+        if bad:
+            raise GateError("existing etcd", "every endpoint of spec.datastore.endpoints healthy "
+                            "(checked from this machine with the spec's CA and client certificate) "
+                            "before changing anything", "; ".join(bad))
+        for m in members:
+            d.ui.ok(m.name, f"existing etcd {m.endpoint} healthy" + (" (leader)" if m.leader else ""))
+
+
 async def phase_etcd(d: Deploy) -> None:
-    if not d.topo.servers or "etcd" not in d.host(d.topo.servers[0]).components:
+    hosts = d.topo.etcd_hosts
+    if not hosts or "etcd" not in d.host(hosts[0]).components:
         return
     with d.ui.phase("etcd") as report:
-        data_dir = etcd_component.member_for(d.topo, d.host(d.topo.servers[0])).data_dir
+        data_dir = etcd_component.member_for(d.topo, d.host(hosts[0])).data_dir
 
         async def views_of(hosts):
             return dict(zip(hosts, await asyncio.gather(*(etcd_facts.etcd_view(d.conns[s], data_dir) for s in hosts))))
 
-        views = await views_of(d.topo.servers)
+        views = await views_of(hosts)
         healthy = [s for s, v in views.items() if v.healthy]
         with_data = [s for s, v in views.items() if v.has_data]
         if not healthy and with_data:
@@ -45,7 +73,7 @@ async def phase_etcd(d: Deploy) -> None:
             await d.gate(lambda: d.each(with_data, lambda s: wait_etcd_healthy(d, s)))
             views.update(await views_of(with_data))
             healthy = [s for s in with_data if views[s].healthy]
-        for s in d.topo.server_join_order:  # one at a time: concurrent joins can lose quorum
+        for s in hosts:  # one at a time, in join order: concurrent joins can lose quorum
             source = next((x for x in healthy if x != s), None) or (healthy[0] if healthy else None)
             if source and not d.dry_run:
                 # fresh: the membership changed with every join before this one
@@ -59,14 +87,14 @@ async def phase_etcd(d: Deploy) -> None:
                 healthy.append(s)
             d.ui.ok(s, "etcd member healthy" if not d.dry_run else "etcd planned")
         if not d.dry_run:
-            ids = {views[s].cluster_id for s in d.topo.servers}
+            ids = {views[s].cluster_id for s in hosts}
             if len(ids) != 1:
-                raise GateError("etcd", "one cluster id on every server", f"cluster ids {sorted(map(str, ids))}")
+                raise GateError("etcd", "one cluster id on every member", f"cluster ids {sorted(map(str, ids))}")
 
 
 async def member_actions(d: Deploy, s: str, view: etcd_facts.EtcdView,
                          members: tuple[etcd_facts.EtcdMember, ...] | None, source: str | None = None) -> list[Action]:
-    """The plan for server `s`'s member: the membership change (membership.decide), its
+    """The plan for host `s`'s member: the membership change (membership.decide), its
     configuration files, and its start or restart."""
     conn = d.conns[s]
     h = d.host(s)
