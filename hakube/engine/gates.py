@@ -13,6 +13,7 @@ import httpx
 
 from ..timeouts import scaled
 from ..verify.clients import admin_client
+from .membership import strangers
 from .context import Deploy, GateError
 from ..facts import etcd as etcd_facts
 from ..facts import apiserver, kube
@@ -126,6 +127,10 @@ async def wait_nodes_ready(d, nodes: list[str], timeout: float = NODE_READY_TIME
             if all(seen.get(n) == "Ready" for n in nodes):
                 for n in nodes:
                     d.ui.ok(n, "node Ready")
+                present = {n: "Ready" if v.ready else "not Ready" for n, v in items.items()}
+                for sentence in strangers("node", present, nodes,
+                                          "if the machine is gone for good, `kubectl delete node` it"):
+                    d.ui.warn("nodes", sentence)
                 return
             await asyncio.sleep(2)
     bad = [n for n in nodes if seen.get(n) != "Ready"]

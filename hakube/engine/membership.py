@@ -85,3 +85,11 @@ def initial_from(text: str) -> tuple[Initial | None, str | None]:
         return pairs, str(doc["initial-cluster-state"])  # type: ignore[return-value]
     except (yaml.YAMLError, KeyError, TypeError, AttributeError):
         return None, None
+
+
+def strangers(kind: str, present: dict[str, str], named: list[str] | tuple[str, ...], fix: str) -> list[str]:
+    """Members the cluster has and cluster.yaml does not name (`present`: name -> detail),
+    one sentence each. hakube reports them and never removes them by itself: a member
+    missing from the spec may be a typo, or a host someone else still runs."""
+    return [f"{kind} {name} ({detail}) is not in cluster.yaml; hakube leaves it alone: {fix}"
+            for name, detail in sorted(present.items()) if name not in named]

@@ -21,6 +21,7 @@ class Reporter:
         # told each phase and each change as it happens (chaos.around puts them on a timeline)
         self.on_step = on_step
         self.phases: list[PhaseReport] = []
+        self.warnings: list[str] = []  # worth the operator's attention, changed nothing
         self._t0 = time.monotonic()
 
     @contextmanager
@@ -47,6 +48,11 @@ class Reporter:
     def info(self, host: str, text: str) -> None:
         if not self.quiet:
             self.console.print(f"    [dim]{escape(host)}: {escape(text)}[/dim]", highlight=False)
+
+    def warn(self, host: str, text: str) -> None:
+        self.warnings.append(f"{host}: {text}")
+        if not self.quiet:
+            self.console.print(f"    [yellow]![/yellow] {escape(host)}: {escape(text)}", highlight=False)
 
     def ok(self, host: str, text: str) -> None:
         if not self.quiet:
@@ -82,6 +88,6 @@ class Reporter:
 
     def as_dict(self, dry_run: bool) -> dict:
         return {"dryRun": dry_run, "changes": self.changed,
-                "seconds": round(time.monotonic() - self._t0, 2),
+                "seconds": round(time.monotonic() - self._t0, 2), "warnings": list(self.warnings),
                 "phases": [{"name": p.name, "changes": p.changes, "seconds": round(p.seconds, 2)}
                            for p in self.phases]}

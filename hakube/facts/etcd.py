@@ -96,6 +96,7 @@ class EtcdView:
     members: tuple[EtcdMember, ...]
     cluster_id: str | None
     leader_id: str | None
+    member_id: str | None = None  # this member's own id
 
 
 async def etcd_view(conn: Connector, data_dir: str) -> EtcdView:
@@ -107,4 +108,4 @@ async def etcd_view(conn: Connector, data_dir: str) -> EtcdView:
     status = parse_endpoint_status(r.stdout)
     m = await conn.run(f"{ETCDCTL} {LOCAL} member list -w json", check=False)
     members = parse_member_list(m.stdout) if m.ok else ()
-    return EtcdView(True, has_data, members, status.cluster_id, status.leader_id)
+    return EtcdView(True, has_data, members, status.cluster_id, status.leader_id, status.member_id)

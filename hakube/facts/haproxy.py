@@ -19,6 +19,7 @@ class BackendState:
     server: str
     status: str  # as HAProxy says it: UP, DOWN, UP 1/3 (going down), DOWN 1/2 (going up), MAINT, ...
     check: str   # last check: L7OK, L4CON, L7STS, ...
+    sessions: int = 0  # connections open to it now (scur)
 
     @property
     def up(self) -> bool:
@@ -39,5 +40,7 @@ def parse_show_stat(text: str, backend: str = BACKEND) -> list[BackendState]:
         row = dict(zip(header, line.split(",")))
         name = row.get("svname", "")
         if row.get("pxname") == backend and name not in ("FRONTEND", "BACKEND") and not name.endswith("-fallback"):
-            out.append(BackendState(name, row.get("status", "?"), row.get("check_status", "")))
+            scur = row.get("scur", "")
+            out.append(BackendState(name, row.get("status", "?"), row.get("check_status", ""),
+                                    int(scur) if scur.isdigit() else 0))
     return out

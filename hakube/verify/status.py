@@ -260,9 +260,19 @@ async def _ssh_views(topo: Topology, conns: dict[str, Connector], provider: str,
             return [Backend(h, "-", "UNREACHABLE" if r.exit_status == 255 else "NO-STATS", r.stderr.strip()[:100])]
         return [Backend(h, b.server, b.status, b.check) for b in haproxy_facts.parse_show_stat(r.stdout)]
 
-    members = await asyncio.gather(*(vip_member(h) for h in topo.vip_hosts))
-    backends = await asyncio.gather(*(lb_view(h) for h in topo.lb_hosts))
-    return list(members), [b for bs in backends for b in bs]
+    members, backends = await asyncio.gather(asyncio.gather(*(vip_member(h) for h in topo.vip_hosts)),
+                                             asyncio.gather(*(lb_view(h) for h in topo.lb_hosts)))
+    return list(members), standby([b for bs in backends for b in bs], members, provider)
+
+
+def standby(backends: list[Backend], members: Sequence[VipMember], provider: str) -> list[Backend]:
+    """pacemaker runs the load balancer in one group with the VIP, on its holder only:
+    elsewhere a silent HAProxy is the design, not a fault (STANDBY)."""
+    if provider != "pacemaker":
+        return backends
+    holders = {m.host for m in members if m.holds_vip}
+    return [Backend(b.lb, "*", "STANDBY", "pacemaker runs it on the VIP holder only")
+            if b.state == "NO-STATS" and b.lb not in holders else b for b in backends]
 
 
 async def _alerts(topo: Topology, st: Status) -> None:
@@ -271,7 +281,11 @@ async def _alerts(topo: Topology, st: Status) -> None:
         for h in mon:
             try:
                 r = await c.get(f"http://{topo.address(h)}:9090/api/v1/alerts")
-                st.alerts = [a for a in r.json()["data"]["alerts"] if a.get("state") == "firing"]
+                alerts = r.json()["data"]["alerts"]
+                st.alerts = [a for a in alerts if a.get("state") == "firing"]
+                # pending: the condition holds and has not lasted its `for:` yet (an early warning)
+                for name in sorted({a["labels"].get("alertname", "?") for a in alerts if a.get("state") == "pending"}):
+                    st.notes.append(f"alert {name} pending: it fires if its condition lasts")
                 return
             except (httpx.HTTPError, ValueError, KeyError):
                 continue
@@ -388,7 +402,7 @@ def judge(st: Status, vip_hosts: Sequence[str]) -> None:
     if lb_silent:
         p.append(f"load balancer not answering: {', '.join(lb_silent)}")
     down_backends = sorted({f"{b.server} (seen by {b.lb})" for b in st.backends
-                            if b.state not in ("UP", "PASSIVE", "UNREACHABLE", "NO-STATS")
+                            if b.state not in ("UP", "PASSIVE", "STANDBY", "UNREACHABLE", "NO-STATS")
                             and not b.state.startswith("UP ")})
     lb_unreachable = sorted({b.lb for b in st.backends if b.state == "UNREACHABLE"} - set(
         m.host for m in st.vip_members if m.state == "UNREACHABLE"))

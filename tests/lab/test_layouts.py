@@ -1,7 +1,8 @@
 """Report 4's architecture, made HA, for real: etcd on 3 hosts of its own, HAProxy and
 keepalived on 2 load-balancer hosts of their own, 3 servers with only the control plane,
-1 agent joined through the VIP. Then the same servers on an existing etcd given by its
-endpoints and files (the etcd hosts, handed over as if another team ran them).
+1 agent joined through the VIP, monitoring on (Prometheus on the servers scrapes the etcd
+hosts). Then the same servers on an existing etcd given by its endpoints and files (the
+etcd hosts, handed over as if another team ran them).
 
 One lab for the module (9 machines); each test builds on the one before, as a person
 would: deploy, break it the ways this shape allows, hand the datastore over, break again.
@@ -12,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import time
 
+import httpx
 import pytest
 import yaml
 
 from hakube.chaos.api import run_scenario
 from hakube.errors import HakubeError
+from hakube.lab import faults
 from hakube.spec import load
 from hakube.verify.status import gather
 
@@ -32,7 +36,7 @@ ETCD_HOSTS = ["etcd-1", "etcd-2", "etcd-3"]
 def cluster(tmp_path_factory):
     with labkit.lab_cluster(NAME, servers=3, agents=1, loadbalancers=2, etcd=3,
                             logs=tmp_path_factory.mktemp("evidence")) as (lab, spec):
-        yield lab, spec
+        yield lab, labkit.variant(spec, "monitoring", addons={"monitoring": {"enabled": True}})
 
 
 def _sha(lab, machine: str, path: str) -> str:
@@ -58,6 +62,43 @@ def test_deploys_with_etcd_and_load_balancers_on_hosts_of_their_own(cluster) -> 
     assert labkit.up(spec, dry_run=True).changed == 0
     report = labkit.up(spec)
     assert report.changed == 0, [c for p in report.phases for c in p.changes]
+
+
+def test_monitoring_scrapes_everything_and_alerts_reach_status(cluster) -> None:
+    """Prometheus on every server scrapes etcd on its own hosts (mutual TLS), the
+    apiservers, HAProxy on the load-balancer hosts, every node exporter and the API through
+    the VIP; a crashed etcd host turns into HA alerts that `hakube status` shows as soon as
+    Prometheus sees them (pending; they fire after their `for:`, which the unit tier's
+    `promtool test rules` cases prove)."""
+    lab, spec = cluster
+    prometheus = f"http://{lab.machine('server-1').address}:9090"
+    deadline, down, jobs = time.monotonic() + 90, None, set()
+    while time.monotonic() < deadline:
+        targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        down = [(t["labels"]["job"], t["lastError"]) for t in targets if t["health"] != "up"]
+        jobs = {t["labels"]["job"] for t in targets}
+        etcd = {t["labels"].get("instance", "") for t in targets if t["labels"]["job"] == "etcd"}
+        if not down and {"etcd", "apiserver", "haproxy", "node", "api-endpoint"} <= jobs and len(etcd) == 3:
+            break
+        time.sleep(5)
+    assert not down and len(etcd) == 3, (down, jobs, etcd)
+    loaded = load(spec)
+    faults.crash(NAME, "etcd-3")
+    try:
+        deadline, notes = time.monotonic() + 90, []
+        while time.monotonic() < deadline:
+            notes = asyncio.run(gather(loaded)).notes
+            if all(any(n.startswith(f"alert {a} ") for n in notes) for a in ("EtcdMembersDown", "NodeDown")):
+                break
+            time.sleep(5)
+        assert any(n.startswith("alert EtcdMembersDown ") for n in notes), notes
+        assert any(n.startswith("alert NodeDown ") for n in notes), notes
+    finally:
+        faults.start(NAME, "etcd-3")
+    deadline = time.monotonic() + 120
+    while not asyncio.run(gather(loaded)).healthy and time.monotonic() < deadline:
+        time.sleep(3)
+    assert asyncio.run(gather(loaded)).healthy
 
 
 @pytest.mark.parametrize("scenario", ["crash-lb-host", "crash-etcd-leader", "crash-two-servers"])

@@ -232,3 +232,31 @@ def test_host_dying_mid_deploy_stops_clearly_and_a_rerun_finishes(cluster) -> No
     assert labkit.etcd_health(lab, NAME) == {"server-1": True, "server-2": True, "server-3": True}
     assert labkit.kubectl(lab, NAME, "get", "--raw", "/readyz").stdout.strip() == "ok"
     assert labkit.up(spec).changed == 0
+
+
+def test_rolling_change_hands_off_and_loses_no_write(cluster, tmp_path) -> None:
+    """A rolling change of the etcd election timeout and of an apiserver flag, under the
+    probes: each etcd leader hands its leadership over before it restarts, each apiserver
+    is drained on every HAProxy first and taken back after its /readyz; nothing is lost.
+    (Last in this module: the cluster keeps the changed settings.)"""
+    lab, spec = cluster
+    changed = labkit.variant(spec, "rolled", datastore={"etcd": {"electionTimeoutMs": 1200}},
+                             kubernetes={"apiserverExtraArgs": {"event-ttl": "2h"}})
+    r = subprocess.run([sys.executable, "-m", "hakube.cli", "up", str(changed), "--probe", "--json",
+                        "--report", str(tmp_path / "report")], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    probes = labkit.json.loads(r.stdout)["probes"]
+    assert probes["lost"] == 0 and probes["phantom"] == 0 and probes["ok"], probes["verdict"]
+    steps = [e["detail"] for e in probes["events"] if e["kind"] == "step"]
+    assert sum("restarted etcd" in s for s in steps) == 3, steps
+    assert sum("restarted kube-apiserver" in s for s in steps) == 3, steps
+    assert any("moved etcd leadership to" in s for s in steps), steps
+    drained = [s for s in steps if "drained the apiserver backend" in s]
+    # each of 3 apiservers on each of 3 HAProxies, for its etcd member's restart and for its own
+    assert len(drained) == 18, drained
+    # a safety bound, not the goal: measured 0.52 and 0.67 s windows, every write in them
+    # acknowledged (slow, not refused: an apiserver starting up starves the lab's 2 shared
+    # cores); issue 12's goal of 0.6 s is for bench/, on hosts that do not share cores
+    assert probes["write_downtime_s"] <= 1.5, (probes["write_downtime_s"], probes["write_outages"])
+    assert "election-timeout: 1200" in labkit.ssh(lab, "server-1", "cat /etc/etcd/etcd.conf.yml").stdout
+    assert labkit.up(changed).changed == 0

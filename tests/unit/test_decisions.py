@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from hakube.facts.etcd import EtcdMember
-from hakube.engine.membership import decide
+from hakube.engine.membership import decide, strangers
 from hakube.engine import restarts
 from hakube.engine.plan import Action
 from hakube.engine.steps.front_door import front_door_order
-from hakube.verify.status import Status, judge
+from hakube.verify.status import Backend, Status, VipMember, judge, standby
 
 STEPS = Path(__file__).parent / "fixtures" / "steps"
 ETCD = sorted((STEPS / "etcd").glob("*.json"))
@@ -100,3 +100,24 @@ def test_which_services_start_restart_or_are_enabled(case: Path) -> None:
 def test_front_door_order(case: Path) -> None:
     c = json.loads(case.read_text())
     assert [list(x) for x in front_door_order(c["lbHosts"], c["vipHosts"], c["lb"], c["vip"])] == c["expect"]
+
+
+def test_members_the_spec_does_not_name_are_reported_never_removed() -> None:
+    present = {"server-1": "https://10.0.0.11:2380", "old-server": "https://10.0.0.9:2380"}
+    out = strangers("etcd member", present, ("server-1", "server-2"), "remove it by hand")
+    assert out == ["etcd member old-server (https://10.0.0.9:2380) is not in cluster.yaml; "
+                   "hakube leaves it alone: remove it by hand"]
+    assert strangers("node", {"a": "Ready"}, ["a"], "x") == []
+
+
+def test_pacemaker_load_balancer_silent_off_the_vip_holder_is_standby_not_a_fault() -> None:
+    members = [VipMember("server-1", True, "Started"), VipMember("server-2", False, "Started")]
+    rows = [Backend("server-1", "server-1", "UP", "L7OK"), Backend("server-2", "-", "NO-STATS", "no socket")]
+    out = standby(rows, members, "pacemaker")
+    assert [b.state for b in out] == ["UP", "STANDBY"]
+    st = Status("c", "https://x:6443", True, vip="10.0.0.100", vip_members=members, backends=out)
+    judge(st, ["server-1", "server-2"])
+    assert not any("load balancer" in p for p in st.problems), st.problems
+    # the VIP holder's own HAProxy silent is a fault, and so is any with keepalived
+    assert standby([Backend("server-1", "-", "NO-STATS")], members, "pacemaker")[0].state == "NO-STATS"
+    assert standby(rows, members, "keepalived")[1].state == "NO-STATS"

@@ -55,7 +55,7 @@ def test_two_labs_never_get_the_same_subnet():
 
 def test_machine_names_and_addresses_follow_the_plan():
     net = plan.subnet(5)
-    got = [(m.name, m.role, str(m.address)) for m in plan.machines(net, 3, 2, 1)]
+    got = [(m.name, m.role, str(m.address)) for m in plan.machines(net, 3, 2, 1, etcd=2)]
     assert got == [
         ("server-1", "server", "10.213.5.11"),
         ("server-2", "server", "10.213.5.12"),
@@ -63,6 +63,8 @@ def test_machine_names_and_addresses_follow_the_plan():
         ("agent-1", "agent", "10.213.5.51"),
         ("agent-2", "agent", "10.213.5.52"),
         ("lb-1", "loadbalancer", "10.213.5.151"),
+        ("etcd-1", "etcd", "10.213.5.190"),
+        ("etcd-2", "etcd", "10.213.5.191"),
     ]
     assert str(plan.host_address(net)) == "10.213.5.1"
     assert str(plan.api_vip(net)) == "10.213.5.200"
@@ -70,7 +72,7 @@ def test_machine_names_and_addresses_follow_the_plan():
 
 def test_role_ranges_do_not_overlap_each_other_the_host_or_the_vips():
     net = plan.subnet(9)
-    ms = plan.machines(net, 39, 99, 39)
+    ms = plan.machines(net, 39, 99, 39, etcd=9)
     addrs = [m.address for m in ms]
     assert len(set(addrs)) == len(addrs)
     first, last = plan.vip_range(net)
@@ -78,7 +80,7 @@ def test_role_ranges_do_not_overlap_each_other_the_host_or_the_vips():
     assert plan.host_address(net) not in addrs
 
 
-@pytest.mark.parametrize("counts", [(40, 0, 0), (1, 100, 0), (1, 0, 40), (-1, 0, 0), (0, 0, 0)])
+@pytest.mark.parametrize("counts", [(40, 0, 0), (1, 100, 0), (1, 0, 40), (-1, 0, 0), (0, 0, 0), (1, 0, 0, 10)])
 def test_out_of_range_counts_are_refused(counts):
     with pytest.raises(ValueError):
         plan.machines(plan.subnet(1), *counts)

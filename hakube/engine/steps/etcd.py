@@ -20,10 +20,10 @@ from ...verify.clients import external_etcd_client
 from ...verify.status import etcd_endpoints, etcd_members
 from ...facts import etcd as etcd_facts
 from ...facts import host as facts
-from .. import membership, services
+from .. import handoff, membership, services
 from ..changes import Desired, PhaseReport
 from ..context import Deploy, GateError
-from ..gates import wait_etcd_healthy
+from ..gates import wait_apiserver_ready, wait_etcd_healthy
 from ..plan import Action, execute
 
 ETCDCTL_LOCAL = f"{etcd_facts.ETCDCTL} {etcd_facts.LOCAL}"
@@ -79,10 +79,16 @@ async def phase_etcd(d: Deploy) -> None:
                 # fresh: the membership changed with every join before this one
                 views[source] = await etcd_facts.etcd_view(d.conns[source], data_dir)
             members = views[source].members if source else ()
-            await converge_member(d, report, s, views[s], members if source else None, source)
+            if s in healthy and s != source and not d.dry_run:
+                # fresh too: leadership may have moved while the members before it restarted
+                views[s] = await etcd_facts.etcd_view(d.conns[s], data_dir)
+            back = await converge_member(d, report, s, views[s], members if source else None, source)
             if not d.dry_run:
                 await wait_etcd_healthy(d, s)
                 views[s] = await etcd_facts.etcd_view(d.conns[s], data_dir)
+                if back:  # this server's apiserver, drained for its member's restart
+                    await wait_apiserver_ready(d, s)
+            await execute(d, report, back)
             if s not in healthy:  # (in a dry run: as if it had joined, so the next ones plan a join)
                 healthy.append(s)
             d.ui.ok(s, "etcd member healthy" if not d.dry_run else "etcd planned")
@@ -90,18 +96,26 @@ async def phase_etcd(d: Deploy) -> None:
             ids = {views[s].cluster_id for s in hosts}
             if len(ids) != 1:
                 raise GateError("etcd", "one cluster id on every member", f"cluster ids {sorted(map(str, ids))}")
+            present = {m.name or m.id: ", ".join(m.peer_urls) for m in views[hosts[0]].members}
+            for sentence in membership.strangers("etcd member", present, hosts,
+                                                 "if it is gone for good, run `etcdctl member remove ID` "
+                                                 "on a member"):
+                d.ui.warn("etcd", sentence)
 
 
 async def member_actions(d: Deploy, s: str, view: etcd_facts.EtcdView,
-                         members: tuple[etcd_facts.EtcdMember, ...] | None, source: str | None = None) -> list[Action]:
+                         members: tuple[etcd_facts.EtcdMember, ...] | None,
+                         source: str | None = None) -> tuple[list[Action], list[Action]]:
     """The plan for host `s`'s member: the membership change (membership.decide), its
-    configuration files, and its start or restart."""
+    configuration files, its start or restart with their hand-offs; and the actions that
+    follow its health gate (the apiserver beside it back in the load balancers)."""
     conn = d.conns[s]
     h = d.host(s)
     peer = etcd_component.peer_url(h.address)
     old = await facts.read_text(conn, etcd_component.CONFIG) if view.has_data else None
     decision = membership.decide(s, peer, view.has_data, members, source, old)
     actions: list[Action] = []
+    back: list[Action] = []
     if decision.kind == "bootstrap":
         actions.append(Action(s, decision.sentence, announce=True))
     elif decision.kind in ("join", "rejoin"):
@@ -127,6 +141,14 @@ async def member_actions(d: Deploy, s: str, view: etcd_facts.EtcdView,
     enable = "systemctl enable etcd && " if st.enabled != "enabled" else ""
     if st.active != "active" or triggers:
         verb = "start" if st.active != "active" else "restart"
+        if verb == "restart":
+            # a leader hands over first: a planned restart costs no election; and the
+            # apiserver beside it (stacked: it uses only this member) leaves the load
+            # balancers first, and comes back once its member and it are ready again
+            file_actions += handoff.move_etcd_leader(d, s, view)
+            if h.runs("kube-apiserver"):
+                drain, back = handoff.drain_backend(d, s)
+                file_actions += drain
         # --no-block: a joining member becomes "started" only once it reaches the others,
         # which the health gate waits for with a clear error instead of a hang.
         cmd = f"{reload}{enable}systemctl --no-block {verb} etcd"
@@ -135,12 +157,15 @@ async def member_actions(d: Deploy, s: str, view: etcd_facts.EtcdView,
         cmd = f"{reload}{enable}true"
         file_actions.append(Action(s, "enable etcd" if enable else "reload systemd (etcd's unit changed)",
                                    lambda: conn.run(cmd, what="enabling etcd")))
-    return actions + file_actions
+    return actions + file_actions, back
 
 
 async def converge_member(d: Deploy, report: PhaseReport, s: str, view: etcd_facts.EtcdView,
-                          members: tuple[etcd_facts.EtcdMember, ...] | None, source: str | None = None) -> None:
-    await execute(d, report, await member_actions(d, s, view, members, source))
+                          members: tuple[etcd_facts.EtcdMember, ...] | None, source: str | None = None) -> list[Action]:
+    """Execute the member's plan; returns the actions that must follow its health gate."""
+    actions, back = await member_actions(d, s, view, members, source)
+    await execute(d, report, actions)
+    return back
 
 
 async def member_add(d: Deploy, source: str, name: str, peer: str, timeout: float = 60.0) -> None:
