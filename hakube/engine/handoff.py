@@ -56,6 +56,8 @@ def drain_backend(d: Deploy, server: str) -> tuple[list[Action], list[Action]]:
     before, after = [], []
     for lb in haproxy_hosts(d):
         async def drain(lb=lb) -> None:
+            if not await _serving(d, lb):
+                return
             await d.conns[lb].run(_runtime(f"set server {backend} state drain"),
                                   what=f"draining {server} on {lb}'s HAProxy")
             deadline = time.monotonic() + DRAIN_WAIT
@@ -63,6 +65,8 @@ def drain_backend(d: Deploy, server: str) -> tuple[list[Action], list[Action]]:
                 await asyncio.sleep(0.2)
 
         async def ready(lb=lb) -> None:
+            if not await _serving(d, lb):
+                return
             await d.conns[lb].run(_runtime(f"set server {backend} state ready"),
                                   what=f"taking {server} back on {lb}'s HAProxy")
             await _wait_up(d, lb, server)
@@ -70,6 +74,13 @@ def drain_backend(d: Deploy, server: str) -> tuple[list[Action], list[Action]]:
         before.append(Action(lb, f"drain the apiserver backend {server} (it restarts next)", drain))
         after.append(Action(lb, f"return the apiserver backend {server} to service and see it UP", ready))
     return before, after
+
+
+async def _serving(d: Deploy, lb: str) -> bool:
+    """Whether HAProxy runs on `lb` (its admin socket is there). With pacemaker it runs on
+    the VIP holder only: elsewhere there is nothing to drain. (A HAProxy that should run
+    and does not is the front door step's to fix, and status's to report.)"""
+    return (await d.conns[lb].run(f"test -S {haproxy_facts.ADMIN_SOCKET}", check=False)).ok
 
 
 async def _sessions(d: Deploy, lb: str, server: str) -> int:
