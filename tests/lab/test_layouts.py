@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import shutil
+import subprocess
+import sys
 import time
 
 import httpx
@@ -152,7 +155,14 @@ def test_existing_etcd_is_checked_first_then_used(cluster, tmp_path) -> None:
     assert {s: _sha(lab, s, key) for s in before} == before
     # the right files: copied to every server (the key 0600), apiservers restarted one at a time
     right = _existing_etcd_spec(lab, spec, tmp_path, ca="etcd-ca")
-    assert labkit.up(right).changed > 0
+    # the hand-over restarts every apiserver (new credentials): under the write probes
+    r = subprocess.run([sys.executable, "-m", "hakube.cli", "up", str(right), "--probe", "--json"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    probes = json.loads(r.stdout)["probes"]
+    assert probes["lost"] == 0 and probes["phantom"] == 0 and probes["ok"], probes["verdict"]
+    steps = [e["detail"] for e in probes["events"] if e["kind"] == "step"]
+    assert sum("restarted kube-apiserver" in s for s in steps) == 3, steps
     given = hashlib.sha256((tmp_path / "existing-etcd" / "client.key").read_bytes()).hexdigest()
     for s in before:
         assert _sha(lab, s, key) == given
