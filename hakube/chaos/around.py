@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from .. import state
+from ..errors import HakubeError
 from ..spec import Loaded
 from .runner import Run, TrialResult
 
@@ -42,6 +44,10 @@ async def probe_around(loaded: Loaded, operation: Callable[[Callable[[str], None
 
     The cluster must be healthy first (the probes need an API to write to), so a first
     deploy has nothing to measure. An operation that fails is in the result's verdict."""
+    sdir = state.cluster_dir(loaded.cluster.name, create=False)
+    if not (sdir / "pki" / "admin.crt").exists():
+        raise HakubeError(f"cluster {loaded.cluster.name} has no certificates in {sdir}: the probes need a "
+                          "deployed cluster to write to; run `hakube up` without --probe first")
     outcome: list[T] = []
 
     async def body(run: Run) -> None:

@@ -83,21 +83,27 @@ async def _serving(d: Deploy, lb: str) -> bool:
     return (await d.conns[lb].run(f"test -S {haproxy_facts.ADMIN_SOCKET}", check=False)).ok
 
 
-async def _sessions(d: Deploy, lb: str, server: str) -> int:
+async def _backend(d: Deploy, lb: str, server: str) -> haproxy_facts.BackendState | None:
+    """How `lb`'s HAProxy sees `server` now (None: no answer, or no such server)."""
     r = await d.conns[lb].run(haproxy_facts.SHOW_STAT, check=False)
-    states = {b.server: b for b in haproxy_facts.parse_show_stat(r.stdout)} if r.ok else {}
-    return states[server].sessions if server in states else 0
+    if not r.ok:
+        return None
+    return next((b for b in haproxy_facts.parse_show_stat(r.stdout) if b.server == server), None)
+
+
+async def _sessions(d: Deploy, lb: str, server: str) -> int:
+    b = await _backend(d, lb, server)
+    return b.sessions if b else 0
 
 
 async def _wait_up(d: Deploy, lb: str, server: str) -> None:
     deadline = time.monotonic() + scaled(BACK_UP_TIMEOUT)
     seen = "no answer"
     while time.monotonic() < deadline:
-        r = await d.conns[lb].run(haproxy_facts.SHOW_STAT, check=False)
-        states = {b.server: b for b in haproxy_facts.parse_show_stat(r.stdout)} if r.ok else {}
-        if server in states:
-            seen = f"{states[server].status} (last check {states[server].check})"
-            if states[server].status == "UP":
+        b = await _backend(d, lb, server)
+        if b is not None:
+            seen = f"{b.status} (last check {b.check})"
+            if b.status == "UP":
                 return
         await asyncio.sleep(0.2)
     raise GateError(lb, f"HAProxy marks {server} UP within {scaled(BACK_UP_TIMEOUT):.0f} s of its /readyz",
