@@ -73,6 +73,55 @@ def _load(file: Path, quiet: bool = False):
     return loaded
 
 
+ProbeOpt = typer.Option(False, "--probe", help="Run the chaos probes through the VIP while it runs, and "
+                                               "end with their figures (the cluster must be up already).")
+ReportOpt = typer.Option(None, "--report", help="With --probe: an HTML timeline of the probes and the "
+                                                "run's steps, here.")
+
+
+def _operate(loaded, name: str, operation, ui, probe: bool, report: Optional[Path], as_json: bool,
+             dry_run: bool = False, extra: Optional[dict] = None):
+    """Run an operation that changes the cluster (`operation()` returns its coroutine),
+    under the chaos probes when asked; print the probes' figures (or the JSON document:
+    the run's changes, `extra`, the probes). Exit 1 when the probes found a fault."""
+    import asyncio
+
+    if report and not probe:
+        raise HakubeError("--report draws the probes' timeline: give --probe with it")
+    probes = result = None
+    if probe:
+        from .chaos.around import probe_around
+
+        def run(step):
+            ui.on_step = step
+            return operation()
+        probes, result = asyncio.run(probe_around(loaded, run, name=name))
+    else:
+        result = asyncio.run(operation())
+    if probes is not None and report:
+        from .chaos.report import write_html
+
+        page = write_html([probes], report)
+        if not as_json:
+            out.print(f"probe report: {page}")
+    if as_json:
+        doc = ui.as_dict(dry_run) | (extra(result) if extra else {})
+        if probes is not None:
+            doc["probes"] = probes.as_dict()
+        out.print_json(json.dumps(doc))
+        if probes is not None and not probes.ok:
+            raise typer.Exit(1)
+        return probes, result
+    if probes is not None:
+        color = "green" if probes.ok else "red"
+        out.print(f"[{color}]probes: {escape(probes.verdict)}[/{color}]; write outage {probes.write_downtime_s} s "
+                  f"(total {probes.total_write_outage_s} s), read outage {probes.read_downtime_s} s, "
+                  f"{probes.acknowledged} writes acknowledged", highlight=False)
+        if not probes.ok:
+            raise typer.Exit(1)
+    return probes, result
+
+
 # ---- commands -------------------------------------------------------------------------------
 
 
@@ -206,10 +255,8 @@ def up(
     dry_run: bool = typer.Option(False, "--dry-run", help="Read the hosts and show what would change, "
                                                           "with file diffs; change nothing."),
     as_json: bool = JsonOpt,
-    probe: bool = typer.Option(False, "--probe", help="Run the chaos probes through the VIP while it runs, and "
-                                                      "end with their figures (the cluster must be up already)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="With --probe: an HTML timeline of the probes "
-                                                                 "and the run's steps, here."),
+    probe: bool = ProbeOpt,
+    report: Optional[Path] = ReportOpt,
 ) -> None:
     """Deploy or converge the cluster over SSH; a second run changes nothing.
 
@@ -221,46 +268,16 @@ def up(
 
     Example: hakube up cluster.yaml --dry-run && hakube up cluster.yaml
     """
-    import asyncio
 
     from .engine.deploy import up as deploy_up
     from .engine.ui import Reporter
 
     loaded = _load(file, quiet=as_json)
-    if report and not probe:
-        raise HakubeError("--report draws the probes' timeline: give --probe with it")
     ui = Reporter(console=err if as_json else out, quiet=as_json)
-    probes = None
-    if probe:
-        from .chaos.around import probe_around
-
-        def run(step):
-            ui.on_step = step
-            return deploy_up(loaded, dry_run=dry_run, ui=ui)
-        probes, _ = asyncio.run(probe_around(loaded, run))
-    else:
-        ui = asyncio.run(deploy_up(loaded, dry_run=dry_run, ui=ui))
-    if probes is not None and report:
-        from .chaos.report import write_html
-
-        page = write_html([probes], report)
-        if not as_json:
-            out.print(f"probe report: {page}")
+    probes, _ = _operate(loaded, "up", lambda: deploy_up(loaded, dry_run=dry_run, ui=ui), ui, probe, report,
+                         as_json, dry_run)
     if as_json:
-        doc = ui.as_dict(dry_run)
-        if probes is not None:
-            doc["probes"] = probes.as_dict()
-        out.print_json(json.dumps(doc))
-        if probes is not None and not probes.ok:
-            raise typer.Exit(1)
         return
-    if probes is not None:
-        color = "green" if probes.ok else "red"
-        out.print(f"[{color}]probes: {escape(probes.verdict)}[/{color}]; write outage {probes.write_downtime_s} s "
-                  f"(total {probes.total_write_outage_s} s), read outage {probes.read_downtime_s} s, "
-                  f"{probes.acknowledged} writes acknowledged", highlight=False)
-        if not probes.ok:
-            raise typer.Exit(1)
     out.print(ui.summary(dry_run))
     if ui.changed == 0:
         out.print("[green]no changes[/green]: the cluster already matches the spec")
@@ -269,6 +286,100 @@ def up(
     else:
         out.print(f"[green]converged[/green] with {ui.changed} change(s); "
                   f"kubeconfig: {state.cluster_dir(loaded.cluster.name) / 'kubeconfig'}")
+
+
+@app.command()
+def remove(
+    file: Path = SpecFile,
+    hosts: list[str] = typer.Argument(..., help="The hosts to take out, as cluster.yaml names them.",
+                                      show_default=False),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask before taking them out and resetting them."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the hand-off, drain, removal and reset; "
+                                                          "change nothing."),
+    as_json: bool = JsonOpt,
+    probe: bool = ProbeOpt,
+    report: Optional[Path] = ReportOpt,
+) -> None:
+    """Take hosts out of the running cluster safely, then reset them.
+
+    Refused (nothing changes) when what stays would not keep etcd's quorum, would tolerate
+    no failure where the cluster tolerates one now (3 servers -> 2), or would leave one
+    apiserver, one VIP host or no load balancer. Otherwise, one host at a time: the VIP and
+    etcd leadership move away, its apiserver is drained on every load balancer, the node is
+    cordoned and its pods evicted (PodDisruptionBudgets honoured), its etcd member and node
+    object are removed. The hosts that stay then drop it from their load balancers and VIP
+    peers one host at a time, and it is reset (`hakube reset`). Keep the hosts in
+    cluster.yaml until this finishes, then delete them there: `hakube up` changes nothing.
+
+    Example: hakube remove cluster.yaml server-4 server-5 --dry-run && hakube remove cluster.yaml server-4 server-5 --yes --probe
+    """
+    from .engine.remove import remove as remove_hosts
+    from .engine.ui import Reporter
+
+    loaded = _load(file, quiet=as_json)
+    if not (yes or dry_run):
+        if as_json or not sys.stdin.isatty():
+            raise HakubeError(f"remove takes {', '.join(hosts)} out of cluster {loaded.cluster.name} and resets them; "
+                              "give --yes to confirm (or --dry-run to see the plan)")
+        typer.confirm(f"Take {', '.join(hosts)} out of cluster {loaded.cluster.name} and reset them?", abort=True)
+    ui = Reporter(console=err if as_json else out, quiet=as_json)
+    _, done = _operate(loaded, "remove", lambda: remove_hosts(loaded, hosts, dry_run=dry_run, ui=ui), ui,
+                       probe, report, as_json, dry_run, extra=lambda r: r.as_dict() if r else {})
+    if as_json:
+        return
+    out.print(ui.summary(dry_run))
+    if dry_run:
+        out.print(f"{ui.changed} change(s) planned; run without --dry-run to apply them")
+    else:
+        out.print(f"[green]removed[/green] {', '.join(done.hosts)}: now delete "
+                  f"{'them' if len(done.hosts) > 1 else 'it'} from {file}; `hakube up {file}` then changes nothing")
+
+
+@app.command()
+def reset(
+    file: Path = SpecFile,
+    hosts: Optional[list[str]] = typer.Argument(None, help="Only these hosts (default: every host of the spec).",
+                                                show_default=False),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask before deleting the cluster's data."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be stopped, put back and removed."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Take off the hosts everything hakube put there: as before the first `up`.
+
+    Stops and disables hakube's services (a unit the host had enabled stays enabled), kills
+    the containers, removes kube-proxy's rules, the pod bridge and routes and the VIP address,
+    puts back the host's own copy of every file hakube overwrote and removes the others,
+    empties the data folders the host already had (etcd, containerd, kubelet, Prometheus)
+    and removes those hakube created, and its own state (/var/lib/hakube). Debian packages
+    stay installed. The cluster's data is gone for good: take a backup first.
+
+    A part of a running cluster is refused while its etcd or its node list still counts the
+    hosts: `hakube remove` takes them out safely (and resets them). The local state
+    directory (certificate authorities, keys) stays, so a new `up` on these hosts reuses it.
+
+    Example: hakube reset cluster.yaml --dry-run && hakube reset cluster.yaml --yes
+    """
+    from .engine.reset import reset as reset_hosts
+    from .engine.ui import Reporter
+
+    loaded = _load(file, quiet=as_json)
+    which = ", ".join(hosts) if hosts else f"every host of cluster {loaded.cluster.name}"
+    if not (yes or dry_run):
+        if as_json or not sys.stdin.isatty():
+            raise HakubeError(f"reset deletes the cluster's data on {which}; give --yes to confirm "
+                              "(or --dry-run to see what it would do)")
+        typer.confirm(f"Reset {which}? Their etcd data, certificates and configuration are deleted", abort=True)
+    ui = Reporter(console=err if as_json else out, quiet=as_json)
+    _, done = _operate(loaded, "reset", lambda: reset_hosts(loaded, hosts or None, dry_run=dry_run, ui=ui), ui,
+                       False, None, as_json, dry_run, extra=lambda r: {"hosts": [x.as_dict() for x in r or []]})
+    if as_json:
+        return
+    out.print(ui.summary(dry_run))
+    if dry_run:
+        out.print(f"{ui.changed} change(s) planned; run without --dry-run to apply them")
+    else:
+        out.print(f"[green]reset[/green] {len(done)} host(s); the local state ({state.cluster_dir(loaded.cluster.name)}) "
+                  "stays: a new `hakube up` reuses its certificate authorities")
 
 
 @app.command()

@@ -71,6 +71,8 @@ MONITORING_ETCD_CLIENT_KEY = f"{PROMETHEUS_PKI}/etcd-client.key"
 
 # hakube's own helper scripts and the node-exporter textfile directory
 LIBEXEC = "/usr/local/lib/hakube"
+# hakube's own configuration folder (the cluster manifests it applies, the pacemaker script)
+ETC = "/etc/hakube"
 # hakube's bookkeeping on a host (the digest book of big files; see facts/host.py)
 STATE_DIR = "/var/lib/hakube"
 # keepalived's current VRRP state, written by its notify script, read by `hakube status`

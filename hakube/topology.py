@@ -231,13 +231,11 @@ def derive(c: Cluster) -> Topology:
     first_service_ip = str(s.network.service_cidr.network_address + 1)
     sans = _sans(c, lb_hosts, first_service_ip)
 
-    node_cidrs = list(s.network.pod_cidr.subnets(new_prefix=s.network.node_pod_cidr_size))
-    hosts, node_index = [], 0
+    hosts = []
     for h in s.hosts:
         pod_cidr = None
         if h.has("server") or h.has("agent"):
-            pod_cidr = str(node_cidrs[node_index])
-            node_index += 1
+            pod_cidr = s.network.node_pod_cidr(h.address)
         hosts.append(HostPlan(
             name=h.name,
             address=str(h.address),
@@ -324,3 +322,4 @@ def _components(c: Cluster, h: Host, lb_hosts: tuple[str, ...], vip_hosts: tuple
         if h.name in (mon.hosts if mon.hosts is not None else [x.name for x in c.servers]):
             out += ["prometheus", "alertmanager", "blackbox-exporter"]
     return tuple(out)
+

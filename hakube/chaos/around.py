@@ -53,5 +53,21 @@ async def probe_around(loaded: Loaded, operation: Callable[[Callable[[str], None
     async def body(run: Run) -> None:
         outcome.append(await operation(lambda text: run.event("step", text)))
 
-    result = await Run(loaded, NoFaults(), name, 1).execute(body, on_event)
+    result = await Run(as_running(loaded), NoFaults(), name, 1).execute(body, on_event)
     return result, (outcome[0] if outcome else None)
+
+
+def as_running(loaded: Loaded) -> Loaded:
+    """The spec narrowed to the hosts the last completed operation left in the cluster:
+    the probes' health check and monitors start from the cluster as it runs. Servers that
+    an edited cluster.yaml adds are not down, they are about to join; a host it dropped
+    (a dead server being replaced) is no longer watched."""
+    known = state.converged_hosts(loaded.cluster.name)
+    if known is None:
+        return loaded
+    spec = loaded.cluster.spec
+    hosts = [h for h in spec.hosts if h.name in known]
+    if len(hosts) == len(spec.hosts) or not any(h.has("server") for h in hosts):
+        return loaded
+    cluster = loaded.cluster.model_copy(update={"spec": spec.model_copy(update={"hosts": hosts})})
+    return Loaded(cluster, loaded.source, loaded.warnings)

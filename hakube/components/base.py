@@ -93,6 +93,8 @@ class Unit:
     borrowed: tuple[str, ...] = ()  # files another component renders for it (its kubeconfig)
     settle: float = 0.0             # seconds it must stay running after a (re)start to pass the gate
     needs: str = ""                 # the host component it runs for, when not implied ("prometheus")
+    leaves: tuple[str, ...] = ()    # folders the running unit fills (data, state, logs): `hakube reset`
+                                    # empties them, or removes them if the host had none before
 
     def depends_on(self, path: str, component_paths: set[str]) -> bool:
         if path in self.ignore:

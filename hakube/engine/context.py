@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import state
+from ..pki import ExistingEtcd
+from ..render import render
+from ..topology import derive
+from ..transport import connect_all
+from ..transport.targets import ssh_targets
 from ..components.base import File
 from ..errors import HakubeError
 from ..hashing import file_sha256
@@ -61,6 +68,8 @@ class Deploy:
     state_dir: Path
     files: Rendered  # this run's one render (render.render, with its clash check)
     changed: dict[str, set[str]] = field(default_factory=dict)  # host -> paths changed (or planned) this run
+    # names whose dead etcd member this run removed for a replacement: their node objects go too
+    replaced: set[str] = field(default_factory=set)
     _digests: dict[Path, str] = field(default_factory=dict)
 
     def rendered(self, host: str) -> dict[str, File]:
@@ -209,3 +218,23 @@ def _cached_digest(p: Path) -> str:
     tmp.write_text(json.dumps(known, indent=0))
     tmp.replace(book)
     return known[key]
+
+
+@asynccontextmanager
+async def session(loaded: Loaded, dry_run: bool, ui: Reporter, what: str,
+                  hosts: list[str] | None = None) -> AsyncIterator[Deploy]:
+    """Connect to the spec's hosts (or only `hosts`) and yield the run's Deploy: the one
+    render, the PKI, a run log named `what`. Every command (up, remove, reset) runs in one."""
+    topo = derive(loaded.cluster)
+    state_dir = state.cluster_dir(topo.name)
+    log = RunLog.for_cluster(state_dir, f"{what}-dry-run" if dry_run else what)
+    files = render(topo, state.secrets(topo.name))  # before connecting: a spec value no template takes stops here
+    with ui.phase("connect"):
+        targets = [t for t in ssh_targets(loaded) if hosts is None or t.name in hosts]
+        conns = await connect_all(targets, log, loaded.cluster.spec.ssh.max_parallel)
+        ui.info("ssh", f"connected to {len(conns)} hosts; log: {log.folder}")
+    try:
+        pki = ClusterPKI.load_or_create(state_dir, topo, ExistingEtcd.read(loaded))
+        yield Deploy(loaded, topo, pki, conns, ui, log, dry_run, state_dir, files)
+    finally:
+        await asyncio.gather(*(c.close() for c in conns.values()), return_exceptions=True)

@@ -13,17 +13,11 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 
 from .. import state
 from ..errors import HakubeError
-from ..pki import ClusterPKI, ExistingEtcd
-from ..render import render
 from ..spec import Loaded
-from ..topology import derive
-from ..transport import RunLog, connect_all
-from ..transport.targets import ssh_targets
-from .context import Deploy
+from .context import session
 from .steps.addons import phase_addons
 from .steps.control_plane import phase_control_plane
 from .steps.etcd import phase_etcd, phase_existing_etcd
@@ -54,26 +48,15 @@ PIPELINE = [
 async def up(loaded: Loaded, dry_run: bool = False, ui: Reporter | None = None) -> Reporter:
     """Converge the cluster described by `loaded`. Raises HakubeError with a clear message."""
     ui = ui or Reporter()
-    topo = derive(loaded.cluster)
-    if topo.distribution == "k3s":
+    if loaded.cluster.spec.distribution.name == "k3s":
         # The k3s files render and are tested (hakube render); its deploy steps (token,
         # bootstrap server, joins through the front door) slot into PIPELINE as their own
         # steps and are not written yet: refuse rather than half-deploy.
         raise HakubeError("deploying the k3s distribution is not implemented yet; `hakube render` writes "
                           "every k3s file (config.yaml, units, token) for review; use distribution: kubernetes")
-    state_dir = state.cluster_dir(topo.name)
-    log = RunLog.for_cluster(state_dir, "up-dry-run" if dry_run else "up")
-    secrets = state.secrets(topo.name)
-    files = render(topo, secrets)  # before connecting: a spec value no template takes stops here
-    with ui.phase("connect"):
-        targets = ssh_targets(loaded)
-        conns = await connect_all(targets, log, loaded.cluster.spec.ssh.max_parallel)
-        ui.info("ssh", f"connected to {len(conns)} hosts; log: {log.folder}")
-    try:
-        pki = ClusterPKI.load_or_create(state_dir, topo, ExistingEtcd.read(loaded))
-        d = Deploy(loaded, topo, pki, conns, ui, log, dry_run, state_dir, files)
+    async with session(loaded, dry_run, ui, "up") as d:
         for phase in PIPELINE:
             await phase(d)
-    finally:
-        await asyncio.gather(*(c.close() for c in conns.values()), return_exceptions=True)
+        if not dry_run:
+            state.record_converged(d.topo.name, [h.name for h in d.topo.hosts])
     return ui

@@ -49,7 +49,7 @@ def restarts(actions: list[Action], unit: str) -> bool:
     return any(a.sentence.startswith(f"restart {unit}") for a in actions)
 
 
-def drain_backend(d: Deploy, server: str) -> tuple[list[Action], list[Action]]:
+def drain_backend(d: Deploy, server: str, why: str = "it restarts next") -> tuple[list[Action], list[Action]]:
     """(before, after) the restart of `server`'s apiserver: drain it on every HAProxy, and
     take it back once ready, waiting until each HAProxy marks it UP."""
     backend = f"{haproxy_facts.BACKEND}/{server}"
@@ -71,16 +71,18 @@ def drain_backend(d: Deploy, server: str) -> tuple[list[Action], list[Action]]:
                                   what=f"taking {server} back on {lb}'s HAProxy")
             await _wait_up(d, lb, server)
 
-        before.append(Action(lb, f"drain the apiserver backend {server} (it restarts next)", drain))
+        before.append(Action(lb, f"drain the apiserver backend {server} ({why})", drain))
         after.append(Action(lb, f"return the apiserver backend {server} to service and see it UP", ready))
     return before, after
 
 
 async def _serving(d: Deploy, lb: str) -> bool:
-    """Whether HAProxy runs on `lb` (its admin socket is there). With pacemaker it runs on
-    the VIP holder only: elsewhere there is nothing to drain. (A HAProxy that should run
-    and does not is the front door step's to fix, and status's to report.)"""
-    return (await d.conns[lb].run(f"test -S {haproxy_facts.ADMIN_SOCKET}", check=False)).ok
+    """Whether HAProxy runs on `lb` (active, its admin socket there: a socket file alone
+    may be left from an earlier run). With pacemaker it runs on the VIP holder only:
+    elsewhere there is nothing to drain. (A HAProxy that should run and does not is the
+    front door step's to fix, and status's to report.)"""
+    return (await d.conns[lb].run(f"systemctl is-active --quiet haproxy && test -S {haproxy_facts.ADMIN_SOCKET}",
+                                  check=False)).ok
 
 
 async def _backend(d: Deploy, lb: str, server: str) -> haproxy_facts.BackendState | None:
@@ -89,6 +91,30 @@ async def _backend(d: Deploy, lb: str, server: str) -> haproxy_facts.BackendStat
     if not r.ok:
         return None
     return next((b for b in haproxy_facts.parse_show_stat(r.stdout) if b.server == server), None)
+
+
+async def left_drained(d: Deploy) -> list[Action]:
+    """Backends hakube drained and an interrupted run never took back (a restart that
+    failed, a run stopped by Ctrl-C): every apiserver of the spec is in service once the
+    control plane step ends. hakube is the only one that drains them (an operator who
+    wants one out edits the spec, or uses HAProxy's own socket knowingly)."""
+    out: list[Action] = []
+    for lb in haproxy_hosts(d):
+        if not await _serving(d, lb):
+            continue
+        r = await d.conns[lb].run(haproxy_facts.SHOW_STAT, check=False)
+        rows = haproxy_facts.parse_show_stat(r.stdout) if r.ok else []
+        for b in rows:
+            if b.server in d.topo.servers and b.status.startswith(("DRAIN", "MAINT")):
+                backend = f"{haproxy_facts.BACKEND}/{b.server}"
+
+                async def ready(lb=lb, backend=backend) -> None:
+                    await d.conns[lb].run(_runtime(f"set server {backend} state ready"),
+                                          what=f"taking {backend} back on {lb}'s HAProxy")
+                how = "draining" if b.status.startswith("DRAIN") else "in maintenance"
+                out.append(Action(lb, f"return the apiserver backend {b.server} to service (a run that did not "
+                                      f"finish left it {how})", ready))
+    return out
 
 
 async def _sessions(d: Deploy, lb: str, server: str) -> int:
@@ -110,12 +136,14 @@ async def _wait_up(d: Deploy, lb: str, server: str) -> None:
                     seen, hint="see `hakube status`; the backend stays in service once its checks pass")
 
 
-def move_etcd_leader(d: Deploy, host: str, view: etcd_facts.EtcdView) -> list[Action]:
-    """Before restarting `host`'s etcd member: if it leads, hand leadership to another
-    member (the next in join order), so the restart costs no election."""
+def move_etcd_leader(d: Deploy, host: str, view: etcd_facts.EtcdView, why: str = "restarts next",
+                     avoid: tuple[str, ...] = ()) -> list[Action]:
+    """Before restarting (or removing) `host`'s etcd member: if it leads, hand leadership
+    to another member (the next in join order, not one of `avoid`), so it costs no election."""
     if not view.healthy or view.leader_id is None or view.leader_id != view.member_id:
         return []
-    others = [m for m in view.members if m.id != view.member_id and m.name in d.topo.etcd_hosts]
+    others = [m for m in view.members if m.id != view.member_id and m.name in d.topo.etcd_hosts
+              and m.name not in avoid and not m.is_learner]
     if not others:
         return []
     order = {name: i for i, name in enumerate(d.topo.etcd_hosts)}
@@ -125,4 +153,4 @@ def move_etcd_leader(d: Deploy, host: str, view: etcd_facts.EtcdView) -> list[Ac
         await d.conns[host].run(f"{etcd_facts.ETCDCTL} {etcd_facts.LOCAL} move-leader {target.id}",
                                 what=f"moving etcd leadership to {target.name}")
 
-    return [Action(host, f"move etcd leadership to {target.name} (this member leads and restarts next)", move)]
+    return [Action(host, f"move etcd leadership to {target.name} (this member leads and {why})", move)]

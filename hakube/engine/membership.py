@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import yaml
 
 from ..facts.etcd import EtcdMember
+from ..spec.validate import quorum
 
 Initial = tuple[tuple[str, str], ...]
 
@@ -40,10 +41,11 @@ class MemberDecision:
             return "bootstrap a new etcd cluster"
         if self.kind == "rejoin":
             return (f"rejoin: its etcd data is gone (removing stale member {self.remove_id} "
-                    f"through {self.source})")
+                    f"through {self.source}, then joining as a learner, promoted once in sync)")
         if self.kind == "join":
             aside = " (its etcd data of another cluster moved aside, never deleted)" if self.foreign_data else ""
-            return f"join the etcd cluster through {self.source}{aside}"
+            return (f"join the etcd cluster through {self.source} as a learner, promoted to a voter "
+                    f"once in sync{aside}")
         return "keep the member and the settings it was started with"
 
 
@@ -93,3 +95,41 @@ def strangers(kind: str, present: dict[str, str], named: list[str] | tuple[str, 
     missing from the spec may be a typo, or a host someone else still runs."""
     return [f"{kind} {name} ({detail}) is not in cluster.yaml; hakube leaves it alone: {fix}"
             for name, detail in sorted(present.items()) if name not in named]
+
+
+@dataclass(frozen=True)
+class DeadMember:
+    member: EtcdMember
+    sentence: str
+
+
+def dead_to_replace(members: tuple[EtcdMember, ...], named: dict[str, str], healthy_ids: set[str]) -> list[DeadMember]:
+    """The etcd members to remove before replacements join: members cluster.yaml does not
+    name (`named`: host -> peer URL) that do not answer, at most one per named host that
+    is not a member yet, and only while the healthy voters keep quorum without them.
+
+    Removing the dead member first (not after the new one joins) keeps the voters odd and
+    the quorum reachable: 3 voters with one dead -> 2 voters, both healthy; then the new
+    member joins as a learner and is promoted. A stranger that answers is someone's live
+    member: never removed (`strangers` reports it). Without a replacement joining, a dead
+    member stays too: it may be a machine coming back."""
+    peers = set(named.values())
+
+    def is_named(m: EtcdMember) -> bool:
+        return m.name in named or bool(set(m.peer_urls) & peers)
+
+    joining = [h for h, peer in named.items()
+               if not any(m.name == h or peer in m.peer_urls for m in members)]
+    dead = [m for m in members if not is_named(m) and m.id not in healthy_ids]
+    voters = [m for m in members if not m.is_learner]
+    out: list[DeadMember] = []
+    for m, new in zip(dead, joining):
+        after = [v for v in voters if v.id != m.id]
+        alive = [v for v in after if v.id in healthy_ids]
+        if len(alive) < quorum(len(after)):
+            break
+        out.append(DeadMember(m, f"remove the dead etcd member {m.name or m.id} ({', '.join(m.peer_urls)}): "
+                                 f"cluster.yaml no longer names it, it does not answer, and {len(alive)} healthy "
+                                 f"of {len(after)} keep quorum without it; {new} takes its place"))
+        voters = after
+    return out

@@ -34,6 +34,7 @@ class EtcdMember:
     name: str
     peer_urls: tuple[str, ...]
     client_urls: tuple[str, ...]
+    is_learner: bool = False  # added as a learner: replicates, does not vote, not yet promoted
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,19 @@ def parse_endpoint_status(text: str) -> MemberStatus:
 def parse_member_list(text: str) -> tuple[EtcdMember, ...]:
     """`etcdctl member list -w json` (also the gateway's /v3/cluster/member/list)."""
     return tuple(EtcdMember(hex_id(x["ID"]), x.get("name", ""), tuple(x.get("peerURLs", [])),
-                            tuple(x.get("clientURLs", []))) for x in json.loads(text).get("members", []))
+                            tuple(x.get("clientURLs", [])), bool(x.get("isLearner", False)))
+                 for x in json.loads(text).get("members", []))
+
+
+def parse_cluster_health(text: str, members: tuple[EtcdMember, ...]) -> set[str]:
+    """`etcdctl endpoint health --cluster -w json`: the ids of the members that answered
+    healthy (matched by client URL; etcdctl exits 1 when any is unhealthy, and still prints)."""
+    try:
+        rows = json.loads(text or "[]")
+    except ValueError:
+        return set()
+    ok = {r.get("endpoint") for r in rows if r.get("health") is True}
+    return {m.id for m in members if set(m.client_urls) & ok}
 
 
 def parse_health(doc: dict) -> tuple[bool, str]:

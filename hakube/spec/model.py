@@ -569,6 +569,19 @@ class Network(Model):
         return v
 
 
+    def node_pod_cidr(self, address) -> str:
+        """A node's slice of the pod network, chosen by its address: the host at offset N
+        of nodeCIDR gets slice N of podCIDR. By address, not by place in the host list:
+        adding or removing a host must not move another node's pods to a new range (its
+        running pods would keep the old addresses while every other node routed the new
+        ones to it). When nodeCIDR has more addresses than podCIDR has slices, the offset
+        wraps around; validate.networks_disjoint refuses two nodes on the same slice."""
+        size = self.node_pod_cidr_size
+        slices = 1 << (size - self.pod_cidr.prefixlen)
+        offset = (int(address) - int(self.node_cidr.network_address)) % slices
+        base = int(self.pod_cidr.network_address) + offset * (1 << (32 - size))
+        return f"{ipaddress.IPv4Address(base)}/{size}"
+
 class CoreDNS(Model):
     enabled: bool = True
     replicas: int = Field(2, ge=1, le=1000)

@@ -157,12 +157,22 @@ def networks_disjoint(c: Cluster, base: Path) -> Iterator[Problem]:
                       f"/{n.node_pod_cidr_size} per node does not fit in the pod network {n.pod_cidr}",
                       f"use a size of at least /{n.pod_cidr.prefixlen}")
     else:
-        per_node = 2 ** (n.node_pod_cidr_size - n.pod_cidr.prefixlen)
-        nodes = sum(1 for h in c.spec.hosts if h.has("server") or h.has("agent"))
-        if nodes > per_node:
-            yield Problem("spec.network.nodePodCIDRSize",
-                          f"{n.pod_cidr} holds {per_node} node ranges of /{n.node_pod_cidr_size}, "
-                          f"but there are {nodes} nodes", "use a larger podCIDR or a smaller per-node range")
+        # each node's range follows from its address (Network.node_pod_cidr): two nodes
+        # whose addresses land on one range cannot share it
+        taken: dict[str, str] = {}
+        for i, h in _hosts(c):
+            if not (h.has("server") or h.has("agent")) or h.address not in n.node_cidr:
+                continue
+            cidr = n.node_pod_cidr(h.address)
+            if cidr in taken:
+                yield Problem(f"spec.hosts[{i}].address",
+                              f"{h.name} ({h.address}) gets the pod range {cidr}, as {taken[cidr]} does: a node's "
+                              f"range follows from its address in nodeCIDR {n.node_cidr}, and {n.pod_cidr} holds "
+                              f"{2 ** (n.node_pod_cidr_size - n.pod_cidr.prefixlen)} ranges of /{n.node_pod_cidr_size}",
+                              "use a larger podCIDR (or a smaller nodePodCIDRSize: more ranges), or a nodeCIDR "
+                              "no larger than the number of ranges")
+            else:
+                taken[cidr] = f"{h.name} ({h.address})"
 
 
 def cluster_dns(c: Cluster, base: Path) -> Iterator[Problem]:

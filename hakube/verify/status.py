@@ -333,7 +333,7 @@ async def gather(loaded: Loaded) -> Status:
         await asyncio.gather(*(c.close() for c in conns.values()), return_exceptions=True)
     if spec.addons.monitoring.enabled:
         await _alerts(topo, st)
-    judge(st, topo.vip_hosts)
+    judge(st, topo.vip_hosts, {h.name for h in topo.hosts})
     st.seconds = round(time.monotonic() - t0, 2)
     return st
 
@@ -365,12 +365,26 @@ CERT_WARNING_DAYS = 30
 PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "RegistryUnavailable"}
 
 
-def judge(st: Status, vip_hosts: Sequence[str]) -> None:
+def judge(st: Status, vip_hosts: Sequence[str], named: set[str] | None = None) -> None:
     """The verdict: append to `st.problems` (each makes the cluster degraded) and `st.notes`
     (worth saying, not a fault) from the facts gathered in `st`. Pure: fixture-tested in
     tests/unit/fixtures/steps/status/. `vip_hosts` are the hosts that may hold the VIP
-    (none: the cluster has no VIP)."""
+    (none: the cluster has no VIP); `named`, the hosts cluster.yaml names: a backend or a
+    node of a host it no longer names (a dead server being replaced, a host removed by
+    hand) is noted, not a fault: `hakube up` takes it out of the load balancers."""
     p = st.problems
+    gone: set[str] = set()
+    if named is not None:
+        gone_backends = sorted({b.server for b in st.backends if b.server not in named and b.server != "-"})
+        gone_nodes = sorted(n.name for n in st.nodes if n.name not in named)
+        for g in sorted(set(gone_backends) | set(gone_nodes)):
+            where = [f"a backend of {', '.join(sorted({b.lb for b in st.backends if b.server == g}))}"
+                     ] if g in gone_backends else []
+            where += [f"a node ({'Ready' if any(n.ready for n in st.nodes if n.name == g) else 'not Ready'})"
+                      ] if g in gone_nodes else []
+            st.notes.append(f"{g} is not in cluster.yaml but is still {' and '.join(where)}; `hakube up` takes "
+                            "it out of the load balancers (and deletes the node of a server it replaces)")
+        gone = set(gone_backends) | set(gone_nodes)
     if st.etcd:
         bad = [m.name for m in st.etcd if not m.healthy]
         leaders = {m.member_id for m in st.etcd if m.leader}
@@ -401,8 +415,8 @@ def judge(st: Status, vip_hosts: Sequence[str]) -> None:
     lb_silent = sorted({b.lb for b in st.backends if b.state == "NO-STATS"})
     if lb_silent:
         p.append(f"load balancer not answering: {', '.join(lb_silent)}")
-    down_backends = sorted({f"{b.server} (seen by {b.lb})" for b in st.backends
-                            if b.state not in ("UP", "PASSIVE", "STANDBY", "UNREACHABLE", "NO-STATS")
+    down_backends = sorted({f"{b.server} (seen by {b.lb})" for b in st.backends if b.server not in gone
+                            and b.state not in ("UP", "PASSIVE", "STANDBY", "UNREACHABLE", "NO-STATS")
                             and not b.state.startswith("UP ")})
     lb_unreachable = sorted({b.lb for b in st.backends if b.state == "UNREACHABLE"} - set(
         m.host for m in st.vip_members if m.state == "UNREACHABLE"))
@@ -410,7 +424,7 @@ def judge(st: Status, vip_hosts: Sequence[str]) -> None:
         p.append(f"load balancer unreachable: {', '.join(lb_unreachable)}")
     if down_backends:
         p.append(f"load-balancer backends down: {', '.join(down_backends)}")
-    not_ready = [n.name for n in st.nodes if not n.ready]
+    not_ready = [n.name for n in st.nodes if not n.ready and n.name not in gone]
     if not_ready:
         p.append(f"nodes not Ready: {', '.join(not_ready)}")
     if st.coredns_desired is not None:

@@ -72,6 +72,24 @@ def variant(spec: Path, name: str, **changes) -> Path:
     return out
 
 
+def without(spec: Path, name: str, *hosts: str) -> Path:
+    """A copy of `spec` without `hosts` (cluster.yaml once a user deleted them)."""
+    doc = yaml.safe_load(spec.read_text())
+    doc["spec"]["hosts"] = [h for h in doc["spec"]["hosts"] if h["name"] not in hosts]
+    out = spec.with_name(f"cluster-{name}.yaml")
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def files_and_sockets(lab, machine: str) -> tuple[list[str], list[str]]:
+    """Every path under /etc, /var/lib, /usr/local and /run of `machine` (its own file
+    systems), and its listening sockets: what `hakube reset` must leave as it found them."""
+    r = ssh(lab, machine, "find /etc /var/lib /usr/local /run -xdev 2>/dev/null | sort; echo ==; "
+                          "ss -Hltnu | awk '{print $1, $5}' | sort -u", timeout=120)
+    files, _, sockets = r.stdout.partition("==\n")
+    return files.splitlines(), sockets.splitlines()
+
+
 def up(spec: Path, dry_run: bool = False) -> Reporter:
     return asyncio.run(deploy_up(load(spec), dry_run=dry_run, ui=Reporter(quiet=True)))
 
@@ -90,8 +108,16 @@ def pki(cluster: str) -> Path:
     return state.cluster_dir(cluster, create=False) / "pki"
 
 
+# The lab machines a test's cluster runs etcd on, by lab name, when not every server of the
+# lab (a lab with spare servers for growing and replacing).
+ETCD_ON: dict[str, tuple[str, ...]] = {}
+
+
 def etcd_machines(lab) -> list:
-    """The machines that run etcd: those with the role etcd, else the servers."""
+    """The machines that run etcd: those with the role etcd, else the servers (or those
+    ETCD_ON names for this lab)."""
+    if lab.name in ETCD_ON:
+        return [lab.machine(n) for n in ETCD_ON[lab.name]]
     return [m for m in lab.machines if m.role == "etcd"] or [m for m in lab.machines if m.role == "server"]
 
 

@@ -1,8 +1,13 @@
-"""`hakube up` on real lab machines: 3 servers, HAProxy + keepalived (the default layout).
+"""`hakube up` and the day-2 life of the default layout on real lab machines: 3 servers
+(HAProxy + keepalived on them) and 2 agents, with 2 spare machines to grow onto.
 
 Reads like the runbook a person follows: bad input first (nothing may change), then a
 deploy from scratch, proof through the VIP with TLS verified, a no-change re-run, a wiped
-etcd member that must rejoin the same cluster, and a server that dies mid-deploy.
+etcd member that must rejoin the same cluster, a server that dies mid-deploy, a rolling
+change; then day 2 under the write probes: grow to 5 servers and remove back to 3, a
+refused removal, an agent removed with a PodDisruptionBudget, a dead server replaced by a
+new machine, and a reset of the whole cluster that leaves the hosts as they were before
+the first `up`, deployed again from scratch. One lab for all: each cluster costs minutes.
 """
 
 from __future__ import annotations
@@ -25,10 +30,23 @@ pytestmark = pytest.mark.lab
 NAME = "hktest-up"
 
 
+SERVERS = ("server-1", "server-2", "server-3")
+# what every host had before the first `up` (files under /etc, /var/lib, /usr/local, /run;
+# listening sockets), read by the fixture: reset must leave exactly this
+BEFORE: dict[str, tuple[list[str], list[str]]] = {}
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with labkit.lab_cluster(NAME, servers=3, logs=tmp_path_factory.mktemp("evidence")) as (lab, spec):
-        yield lab, spec
+    """The lab (5 servers, 2 agents) and the spec of its first 3 servers and the agents."""
+    with labkit.lab_cluster(NAME, servers=5, agents=2, logs=tmp_path_factory.mktemp("evidence")) as (lab, full):
+        BEFORE.update({m.name: labkit.files_and_sockets(lab, m.name) for m in lab.machines})
+        labkit.ETCD_ON[NAME] = SERVERS
+        spec = labkit.without(full, "three", "server-4", "server-5")
+        try:
+            yield lab, spec
+        finally:
+            labkit.ETCD_ON.pop(NAME, None)
 
 
 def nothing_deployed(lab) -> bool:
@@ -74,8 +92,8 @@ def test_up_from_scratch_gives_an_ha_control_plane(cluster) -> None:
     assert labkit.etcd_health(lab, NAME) == {"server-1": True, "server-2": True, "server-3": True}
     assert len({labkit.etcd_cluster_id(lab, NAME, s) for s in ("server-1", "server-2", "server-3")}) == 1
     # every apiserver answers /readyz directly
-    for m in lab.machines:
-        assert labkit.https(NAME, f"https://{m.address}:6444/readyz").status_code == 200
+    for s in SERVERS:
+        assert labkit.https(NAME, f"https://{lab.machine(s).address}:6444/readyz").status_code == 200
     # the VIP is on exactly one server
     assert len(labkit.vip_holders(lab, topo_vip)) == 1
     # binaries went through private upload folders, removed after a digest-checked install
@@ -132,26 +150,6 @@ def test_dry_run_shows_the_plan_the_run_then_applies(cluster) -> None:
     assert labkit.up(spec).changed == 0
 
 
-def test_up_under_the_chaos_probes_loses_no_write(cluster, tmp_path) -> None:
-    """`up --probe`: a rolling change (an edited scheduler unit on every server, so each
-    restarts in turn) with the probes writing through the VIP; nothing lost, the steps on
-    the timeline."""
-    lab, spec = cluster
-    for s in ("server-1", "server-2", "server-3"):
-        labkit.ssh(lab, s, "echo '# local edit' >> /etc/systemd/system/kube-scheduler.service")
-    r = subprocess.run([sys.executable, "-m", "hakube.cli", "up", str(spec), "--probe", "--json",
-                        "--report", str(tmp_path / "report")], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    doc = labkit.json.loads(r.stdout)
-    probes = doc["probes"]
-    assert probes["lost"] == 0 and probes["phantom"] == 0 and probes["ok"], probes["verdict"]
-    assert probes["acknowledged"] > 20
-    steps = [e["detail"] for e in probes["events"] if e["kind"] == "step"]
-    assert any("restarted kube-scheduler" in s for s in steps) and "phase control plane" in steps
-    assert (tmp_path / "report" / "index.html").exists()
-    assert labkit.up(spec).changed == 0
-
-
 def test_certs_lists_every_certificate_and_finds_a_host_copy_that_differs(cluster) -> None:
     lab, spec = cluster
 
@@ -162,7 +160,7 @@ def test_certs_lists_every_certificate_and_finds_a_host_copy_that_differs(cluste
 
     code, rows = certs()
     assert code == 0 and rows and all(r["on_host"] == "matches" for r in rows), rows
-    assert {r["host"] for r in rows} == {m.name for m in lab.machines}
+    assert {r["host"] for r in rows} == {*SERVERS, "agent-1", "agent-2"}
     assert min(r["days_left"] for r in rows) > 800
     labkit.ssh(lab, "server-2", "echo >> /etc/kubernetes/pki/apiserver.crt")
     code, rows = certs()
@@ -199,6 +197,47 @@ def test_wiped_etcd_member_rejoins_the_same_cluster(cluster) -> None:
     assert len(labkit.etcd_members(lab, NAME)["members"]) == 3
     assert "before-wipe" in labkit.kubectl(lab, NAME, "get", "configmap", "before-wipe", "-o", "name").stdout
     assert labkit.up(spec).changed == 0
+
+
+# the settings the rolling change leaves; every later spec of this module keeps them
+ROLLED = dict(datastore={"etcd": {"electionTimeoutMs": 1200}}, kubernetes={"apiserverExtraArgs": {"event-ttl": "2h"}})
+
+
+def rolled(spec, name: str, *without: str):
+    """`spec` (without those hosts) with the rolling change's settings."""
+    base = labkit.without(spec, f"{name}-base", *without) if without else spec
+    return labkit.variant(base, name, **ROLLED)
+
+
+def probed(*args: str, report=None, expect_ok: bool = True) -> dict:
+    """`hakube ARGS --probe --json` (and --report); the JSON document it prints."""
+    cmd = [sys.executable, "-m", "hakube.cli", *args, "--probe", "--json"]
+    if report is not None:
+        cmd += ["--report", str(report)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert (r.returncode == 0) == expect_ok, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = labkit.json.loads(r.stdout)
+    probes = doc["probes"]
+    assert probes["lost"] == 0 and probes["phantom"] == 0 and probes["ok"], probes["verdict"]
+    assert probes["acknowledged"] > 20
+    return doc
+
+
+def steps_of(doc: dict) -> list[str]:
+    return [e["detail"] for e in doc["probes"]["events"] if e["kind"] == "step"]
+
+
+def status(spec) -> dict:
+    r = subprocess.run([sys.executable, "-m", "hakube.cli", "status", str(spec), "--json"], capture_output=True,
+                       text=True, timeout=120)
+    return labkit.json.loads(r.stdout)
+
+
+def backends_per_lb(st: dict) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for b in st["backends"]:
+        out.setdefault(b["lb"], []).append(b["server"])
+    return {lb: sorted(s) for lb, s in out.items()}
 
 
 class CrashDuring(Reporter):
@@ -238,14 +277,10 @@ def test_rolling_change_hands_off_and_loses_no_write(cluster, tmp_path) -> None:
     """A rolling change of the etcd election timeout and of an apiserver flag, under the
     probes: each etcd leader hands its leadership over before it restarts, each apiserver
     is drained on every HAProxy first and taken back after its /readyz; nothing is lost.
-    (Last in this module: the cluster keeps the changed settings.)"""
+    (The cluster keeps the changed settings: the day-2 specs below carry them too.)"""
     lab, spec = cluster
-    changed = labkit.variant(spec, "rolled", datastore={"etcd": {"electionTimeoutMs": 1200}},
-                             kubernetes={"apiserverExtraArgs": {"event-ttl": "2h"}})
-    r = subprocess.run([sys.executable, "-m", "hakube.cli", "up", str(changed), "--probe", "--json",
-                        "--report", str(tmp_path / "report")], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    probes = labkit.json.loads(r.stdout)["probes"]
+    changed = rolled(spec, "rolled")
+    probes = probed("up", str(changed), report=tmp_path / "report")["probes"]
     assert probes["lost"] == 0 and probes["phantom"] == 0 and probes["ok"], probes["verdict"]
     steps = [e["detail"] for e in probes["events"] if e["kind"] == "step"]
     assert sum("restarted etcd" in s for s in steps) == 3, steps
@@ -260,3 +295,175 @@ def test_rolling_change_hands_off_and_loses_no_write(cluster, tmp_path) -> None:
     assert probes["write_downtime_s"] <= 1.5, (probes["write_downtime_s"], probes["write_outages"])
     assert "election-timeout: 1200" in labkit.ssh(lab, "server-1", "cat /etc/etcd/etcd.conf.yml").stdout
     assert labkit.up(changed).changed == 0
+    assert (tmp_path / "report" / "index.html").exists() and "phase control plane" in steps
+
+
+# ---- day 2, under the write probes --------------------------------------------------------
+
+
+def test_grow_from_3_to_5_servers_joins_learners_one_at_a_time(cluster, tmp_path) -> None:
+    lab, spec = cluster
+    five = rolled(lab.cluster_yaml, "five")
+    labkit.ETCD_ON[NAME] = SERVERS + ("server-4", "server-5")
+    doc = probed("up", str(five), report=tmp_path / "report")
+    steps = steps_of(doc)
+    # each joins as a learner and is promoted before the next one changes anything
+    order = [s for s in steps if "learner" in s]
+    assert [s.split(":")[0] for s in order] == ["server-4", "server-4", "server-5", "server-5"], order
+    assert "promoted its etcd learner to a voter" in order[1] and "promoted" in order[3]
+    st = status(five)
+    assert st["healthy"], st["verdict"]
+    assert sorted(m["name"] for m in st["etcd"]) == [f"server-{i}" for i in range(1, 6)]
+    assert all(len(x) == 5 for x in backends_per_lb(st).values()) and len(backends_per_lb(st)) == 5
+    assert len(labkit.etcd_members(lab, NAME)["members"]) == 5
+    assert labkit.up(five).changed == 0
+
+
+def test_remove_back_to_3_hands_off_and_resets_the_hosts(cluster) -> None:
+    lab, spec = cluster
+    five = rolled(lab.cluster_yaml, "five")
+    doc = probed("remove", str(five), "server-4", "server-5", "--yes")
+    assert doc["removed"] == ["server-4", "server-5"]
+    steps = steps_of(doc)
+    assert any(s.startswith("server-4: removing its etcd member") for s in steps), steps
+    assert any(s.startswith("server-5: deleted the node server-5") for s in steps), steps
+    labkit.ETCD_ON[NAME] = SERVERS
+    three = rolled(spec, "rolled")
+    st = status(three)
+    assert st["healthy"], st["verdict"]
+    assert sorted(m["name"] for m in st["etcd"]) == list(SERVERS)
+    assert backends_per_lb(st) == {s: list(SERVERS) for s in SERVERS}
+    assert len(labkit.etcd_members(lab, NAME)["members"]) == 3
+    # the removed hosts are as they were before the first `up`
+    for m in ("server-4", "server-5"):
+        assert_as_before(lab, m)
+    assert labkit.up(three).changed == 0
+
+
+def test_removing_a_server_from_3_is_refused_and_changes_nothing(cluster) -> None:
+    lab, spec = cluster
+    three = rolled(spec, "rolled")
+    r = subprocess.run([sys.executable, "-m", "hakube.cli", "remove", str(three), "server-3", "--yes"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "refusing to remove server-3: 2 etcd members would tolerate no failure (3 tolerate 1 now)" in r.stderr
+    assert "Nothing was changed" in r.stderr
+    assert len(labkit.etcd_members(lab, NAME)["members"]) == 3
+
+
+PDB_APP = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: guarded, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: guarded}}
+  template:
+    metadata: {labels: {app: guarded}}
+    spec:
+      affinity:
+        nodeAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            preference: {matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [agent-1]}]}
+      containers: [{name: pause, image: "%s"}]
+---
+apiVersion: policy/v1beta1
+kind: PodDisruptionBudget
+metadata: {name: guarded, namespace: default}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: guarded}}
+"""
+
+
+def test_removing_an_agent_moves_its_pods_first_and_honours_their_budget(cluster, tmp_path) -> None:
+    from hakube.components.containerd import pause_image
+
+    lab, spec = cluster
+    manifest = tmp_path / "guarded.yaml"
+    manifest.write_text(PDB_APP % pause_image(20))
+    labkit.kubectl(lab, NAME, "apply", "-f", str(manifest))
+    labkit.kubectl(lab, NAME, "rollout", "status", "deployment/guarded", "--timeout=120s")
+    on = labkit.kubectl(lab, NAME, "get", "pods", "-l", "app=guarded", "-o",
+                        "jsonpath={.items[*].spec.nodeName}").stdout.split()
+    assert "agent-1" in on, on
+    three = rolled(spec, "rolled")
+    doc = probed("remove", str(three), "agent-1", "--yes")
+    moved = doc["evicted"]["agent-1"]
+    assert len(moved) == on.count("agent-1") and all(p.startswith("default/guarded-") for p in moved), moved
+    # the budget held: the Deployment never had fewer than one pod ready; now both on agent-2
+    labkit.kubectl(lab, NAME, "rollout", "status", "deployment/guarded", "--timeout=120s")
+    now = labkit.kubectl(lab, NAME, "get", "pods", "-l", "app=guarded", "-o",
+                         "jsonpath={.items[*].spec.nodeName}").stdout.split()
+    assert now == ["agent-2", "agent-2"], now
+    nodes = labkit.kubectl(lab, NAME, "get", "nodes", "-o", "name").stdout.split()
+    assert "node/agent-1" not in nodes
+    assert_as_before(lab, "agent-1")
+    assert labkit.up(rolled(spec, "no-agent-1", "agent-1")).changed == 0
+
+
+def test_a_dead_server_is_replaced_by_a_new_machine_in_the_same_cluster(cluster) -> None:
+    """server-3 dies for good (its etcd data wiped, then a hard crash); server-4, a new
+    machine with a new address, takes its place: the dead member goes first (while 2 of
+    2 keep quorum), server-4 joins as a learner and is promoted, the cluster ID stays."""
+    lab, spec = cluster
+    cluster_id = labkit.etcd_cluster_id(lab, NAME, "server-1")
+    labkit.kubectl(lab, NAME, "create", "configmap", "before-replace", "--from-literal=k=v")
+    labkit.ssh(lab, "server-3", f"rm -rf /var/lib/etcd/{NAME}", check=False)
+    faults.crash(lab.name, "server-3")
+    replaced = rolled(spec, "replaced", "agent-1", "server-3")
+    text = replaced.read_text()
+    four = lab.machine("server-4")
+    doc = labkit.yaml.safe_load(text)
+    doc["spec"]["hosts"].insert(2, {"name": "server-4", "address": str(four.address), "roles": ["server"]})
+    replaced.write_text(labkit.yaml.safe_dump(doc, sort_keys=False))
+    new = ("server-1", "server-2", "server-4")
+    labkit.ETCD_ON[NAME] = new
+    out = probed("up", str(replaced))
+    steps = steps_of(out)
+    dead = [i for i, s in enumerate(steps) if "remove the dead etcd member server-3" in s or
+            "removing the dead etcd member server-3" in s]
+    joined = [i for i, s in enumerate(steps) if s.startswith("server-4: joining the etcd cluster")]
+    assert dead and joined and dead[0] < joined[0], steps
+    assert any("delete the node server-3" in s or "deleted the node server-3" in s for s in steps), steps
+    members = labkit.etcd_members(lab, NAME)["members"]
+    assert sorted(m["name"] for m in members) == list(new)
+    assert {labkit.etcd_cluster_id(lab, NAME, s) for s in new} == {cluster_id}
+    assert "before-replace" in labkit.kubectl(lab, NAME, "get", "configmap", "before-replace", "-o", "name").stdout
+    st = status(replaced)
+    assert st["healthy"], st["verdict"]
+    assert labkit.up(replaced).changed == 0
+
+
+# systemd's own bookkeeping of namespaced and transient units: made on first use, never
+# removed, by systemd (not by anything hakube starts)
+SYSTEMD_RUNTIME = {"/run/systemd/incoming", "/run/systemd/propagate", "/run/systemd/transient",
+                   "/run/systemd/unit-root"}
+
+
+def assert_as_before(lab, machine: str) -> None:
+    files, sockets = labkit.files_and_sockets(lab, machine)
+    before_files, before_sockets = BEFORE[machine]
+    added = sorted(set(files) - set(before_files) - SYSTEMD_RUNTIME)
+    missing = sorted(set(before_files) - set(files))
+    assert not added and not missing, (machine, added[:40], missing[:40])
+    assert sockets == before_sockets, (machine, sockets, before_sockets)
+
+
+def test_reset_leaves_every_host_as_before_and_a_fresh_up_works(cluster) -> None:
+    lab, spec = cluster
+    replaced = spec.with_name("cluster-replaced.yaml")
+    r = subprocess.run([sys.executable, "-m", "hakube.cli", "reset", str(replaced), "--yes", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    hosts = [h["host"] for h in labkit.json.loads(r.stdout)["hosts"]]
+    assert sorted(hosts) == ["agent-2", "server-1", "server-2", "server-4"]
+    for m in hosts:
+        assert_as_before(lab, m)
+    # the same hosts take a new cluster from scratch (the local CA is reused)
+    report = labkit.up(replaced)
+    assert report.changed > 0
+    assert labkit.kubectl(lab, NAME, "get", "--raw", "/readyz").stdout.strip() == "ok"
+    assert "before-replace" not in labkit.kubectl(lab, NAME, "get", "configmaps", "-o", "name").stdout
+    assert labkit.up(replaced).changed == 0

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from hakube.facts import etcd as etcd_facts
 from hakube.facts.etcd import EtcdMember
-from hakube.engine.membership import decide, strangers
+from hakube.engine.membership import dead_to_replace, decide, strangers
 from hakube.engine import restarts
 from hakube.engine.plan import Action
 from hakube.engine.steps.front_door import front_door_order
-from hakube.verify.status import Backend, Status, VipMember, judge, standby
+from hakube.verify.status import Backend, Node, Status, VipMember, judge, standby
 
 STEPS = Path(__file__).parent / "fixtures" / "steps"
 ETCD = sorted((STEPS / "etcd").glob("*.json"))
@@ -121,3 +122,51 @@ def test_pacemaker_load_balancer_silent_off_the_vip_holder_is_standby_not_a_faul
     # the VIP holder's own HAProxy silent is a fault, and so is any with keepalived
     assert standby([Backend("server-1", "-", "NO-STATS")], members, "pacemaker")[0].state == "NO-STATS"
     assert standby(rows, members, "keepalived")[1].state == "NO-STATS"
+
+
+def _rows(*rows):
+    return tuple(EtcdMember(i, n, (f"https://10.0.0.{a}:2380",), (f"https://10.0.0.{a}:2379",), learner)
+                 for i, n, a, learner in rows)
+
+
+def test_a_dead_member_is_removed_only_to_make_room_for_its_replacement() -> None:
+    members = _rows(("a1", "server-1", 11, False), ("a2", "server-2", 12, False), ("a3", "server-3", 13, False))
+    # server-3 is dead and cluster.yaml names server-4 instead: remove server-3 first
+    named = {"server-1": "https://10.0.0.11:2380", "server-2": "https://10.0.0.12:2380",
+             "server-4": "https://10.0.0.14:2380"}
+    got = dead_to_replace(members, named, {"a1", "a2"})
+    assert [d.member.name for d in got] == ["server-3"]
+    assert "2 healthy of 2 keep quorum without it; server-4 takes its place" in got[0].sentence
+    # no replacement joins: the dead member stays (it may be a machine coming back)
+    assert dead_to_replace(members, {k: v for k, v in named.items() if k != "server-4"}, {"a1", "a2"}) == []
+    # a stranger that answers is someone's live member: never removed
+    assert dead_to_replace(members, named, {"a1", "a2", "a3"}) == []
+    # two dead of three: removing one would leave 1 healthy of 2, no quorum: nothing removed
+    assert dead_to_replace(members, named, {"a1"}) == []
+    # the same name on a new address is the rejoin path of `decide`, not a stranger
+    moved = {**named, "server-3": "https://10.0.0.23:2380"}
+    del moved["server-4"]
+    assert dead_to_replace(members, moved, {"a1", "a2"}) == []
+
+
+def test_endpoint_health_of_the_cluster_is_read_by_client_url() -> None:
+    members = _rows(("a1", "server-1", 11, False), ("a2", "server-2", 12, False), ("a3", "server-3", 13, True))
+    text = ('[{"endpoint":"https://10.0.0.11:2379","health":true,"took":"6.2ms"},'
+            '{"endpoint":"https://10.0.0.13:2379","health":false,"error":"context deadline exceeded"}]')
+    assert etcd_facts.parse_cluster_health(text, members) == {"a1"}
+    assert etcd_facts.parse_cluster_health("", members) == set()
+
+
+def test_status_notes_what_cluster_yaml_no_longer_names_and_judges_the_rest() -> None:
+    members = [VipMember("server-1", True, "MASTER"), VipMember("server-2", False, "BACKUP")]
+    rows = [Backend("server-1", "server-1", "UP"), Backend("server-1", "server-3", "DOWN", "L4CON")]
+    st = Status("c", "https://x:6443", True, vip="10.0.0.100", vip_members=members, backends=rows,
+                nodes=[Node("server-1", True), Node("server-3", False)])
+    judge(st, ["server-1", "server-2"], {"server-1", "server-2", "server-4"})
+    assert st.problems == [], st.problems
+    assert any(n.startswith("server-3 is not in cluster.yaml but is still a backend of server-1 and a node "
+                            "(not Ready)") for n in st.notes), st.notes
+    # a named server whose backend is down is still a fault
+    st = Status("c", "https://x:6443", True, vip="10.0.0.100", vip_members=members, backends=rows)
+    judge(st, ["server-1", "server-2"], {"server-1", "server-3"})
+    assert any("load-balancer backends down: server-3" in p for p in st.problems), st.problems

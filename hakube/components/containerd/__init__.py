@@ -89,5 +89,7 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
 
 # ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
 
-UNITS = (Unit("containerd", ("containerd",)),)
+# its images and containers, their runtime state, the pods' network namespaces and addresses
+UNITS = (Unit("containerd", ("containerd",), leaves=("/var/lib/containerd", "/run/containerd", "/run/netns",
+                                                     "/var/lib/cni")),)
 PACKAGES = {"containerd": ["containerd", "runc", "containernetworking-plugins", "iptables", "conntrack"]}

@@ -98,5 +98,5 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
 # ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
 
 UNITS = (Unit("etcd", ("etcd",), (paths.ETCD_CA_CRT, paths.ETCD_SERVER_CRT, paths.ETCD_SERVER_KEY,
-                                  paths.ETCD_PEER_CRT, paths.ETCD_PEER_KEY)),)
+                                  paths.ETCD_PEER_CRT, paths.ETCD_PEER_KEY), leaves=(DATA_ROOT,)),)
 PACKAGES = {"etcd": ["etcd-server", "etcd-client"]}

@@ -68,5 +68,8 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
 
 # ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
 
-UNITS = (Unit("haproxy", ("haproxy",), (paths.CA_CRT, paths.LB_CHECK_PEM)),)
+# what the running HAProxy leaves: its admin socket, master socket, pid file, and the log
+# socket in its chroot
+UNITS = (Unit("haproxy", ("haproxy",), (paths.CA_CRT, paths.LB_CHECK_PEM),
+              leaves=("/run/haproxy", "/run/haproxy-master.sock", "/run/haproxy.pid", "/var/lib/haproxy/dev")),)
 PACKAGES = {"haproxy": ["haproxy"]}

@@ -130,6 +130,7 @@ UNITS = (Unit(
      paths.FRONT_PROXY_CLIENT_KEY, paths.SA_KEY, paths.SA_PUB),
     f"{paths.BIN}/kube-apiserver",
     # kubectl on the server talks to its own apiserver; writing it needs no restart
-    ignore=(paths.KUBECONFIG_ADMIN,), borrowed=(paths.KUBECONFIG_ADMIN,)),)
+    ignore=(paths.KUBECONFIG_ADMIN,), borrowed=(paths.KUBECONFIG_ADMIN,),
+    leaves=(AUDIT_LOG.rsplit("/", 1)[0],)),)
 PACKAGES = {"kube-apiserver": ["curl", "ca-certificates"]}
 BINARIES = {"kube-apiserver": ["kube-apiserver", "kubectl"]}

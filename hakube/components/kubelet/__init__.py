@@ -158,5 +158,6 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
 
 UNITS = (Unit("kubelet", ("kubelet",),
               (paths.CA_CRT, paths.KUBELET_CLIENT_CRT, paths.KUBELET_CLIENT_KEY, paths.KUBELET_SERVING_CRT,
-               paths.KUBELET_SERVING_KEY), f"{paths.BIN}/kubelet", borrowed=(paths.KUBECONFIG_KUBELET,)),)
+               paths.KUBELET_SERVING_KEY), f"{paths.BIN}/kubelet", borrowed=(paths.KUBECONFIG_KUBELET,),
+              leaves=("/var/lib/kubelet", "/var/log/pods", "/var/log/containers")),)
 BINARIES = {"kubelet": ["kubelet"]}

@@ -29,11 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..base import File, RenderContext, Unit, template
+from ... import paths
 from ...topology import HostPlan, Topology
 
 COROSYNC_CONF = "/etc/corosync/corosync.conf"
 COROSYNC_AUTHKEY = "/etc/corosync/authkey"
-CRM_SCRIPT = "/etc/hakube/pacemaker.crm"
+CRM_SCRIPT = f"{paths.ETC}/pacemaker.crm"
 
 # Totem token timeout. The default (3000 ms, plus 650 ms per member beyond two) means a
 # crashed member is declared lost after about 4-8 s including consensus; on a LAN with
@@ -113,5 +114,7 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
 
 # ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
 
-UNITS = (Unit("corosync", ("pacemaker",)), Unit("pacemaker"))
+# the cluster's configuration (CIB) and state: a host that is reset must not bring them back
+UNITS = (Unit("corosync", ("pacemaker",), leaves=("/var/lib/corosync",)),
+         Unit("pacemaker", leaves=("/var/lib/pacemaker/cib", "/var/lib/pacemaker/pengine")))
 PACKAGES = {"corosync": ["corosync"], "pacemaker": ["pacemaker", "crmsh", "resource-agents"]}

@@ -12,7 +12,7 @@ from ..changes import Desired
 from ..context import Deploy
 from ..plan import Action, execute
 
-MANIFEST_DIR = "/etc/hakube/manifests"
+MANIFEST_DIR = f"{paths.ETC}/manifests"
 
 
 async def phase_addons(d: Deploy) -> None:

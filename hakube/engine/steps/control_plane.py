@@ -27,3 +27,4 @@ async def phase_control_plane(d: Deploy) -> None:
                 await wait_apiserver_ready(d, s)
                 d.ui.ok(s, "apiserver ready (/readyz)")
             await execute(d, report, back)  # and take it back before the next server changes
+        await execute(d, report, await handoff.left_drained(d))

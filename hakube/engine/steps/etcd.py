@@ -23,7 +23,7 @@ from ...facts import host as facts
 from .. import handoff, membership, services
 from ..changes import Desired, PhaseReport
 from ..context import Deploy, GateError
-from ..gates import wait_apiserver_ready, wait_etcd_healthy
+from ..gates import ETCD_JOIN_TIMEOUT, wait_apiserver_ready, wait_etcd_healthy
 from ..plan import Action, execute
 
 ETCDCTL_LOCAL = f"{etcd_facts.ETCDCTL} {etcd_facts.LOCAL}"
@@ -73,6 +73,8 @@ async def phase_etcd(d: Deploy) -> None:
             await d.gate(lambda: d.each(with_data, lambda s: wait_etcd_healthy(d, s)))
             views.update(await views_of(with_data))
             healthy = [s for s in with_data if views[s].healthy]
+        if healthy and not d.dry_run:
+            await remove_dead_members(d, report, healthy[0], views[healthy[0]].members)
         for s in hosts:  # one at a time, in join order: concurrent joins can lose quorum
             source = next((x for x in healthy if x != s), None) or (healthy[0] if healthy else None)
             if source and not d.dry_run:
@@ -84,6 +86,10 @@ async def phase_etcd(d: Deploy) -> None:
                 views[s] = await etcd_facts.etcd_view(d.conns[s], data_dir)
             back = await converge_member(d, report, s, views[s], members if source else None, source)
             if not d.dry_run:
+                if source and source != s:
+                    # a learner (just added, or left by a run that stopped before promoting
+                    # it) becomes a voter before the next member changes
+                    await promote_when_in_sync(d, report, source, s)
                 await wait_etcd_healthy(d, s)
                 views[s] = await etcd_facts.etcd_view(d.conns[s], data_dir)
                 if back:  # this server's apiserver, drained for its member's restart
@@ -101,6 +107,25 @@ async def phase_etcd(d: Deploy) -> None:
                                                  "if it is gone for good, run `etcdctl member remove ID` "
                                                  "on a member"):
                 d.ui.warn("etcd", sentence)
+
+
+async def remove_dead_members(d: Deploy, report: PhaseReport, source: str,
+                              members: tuple[etcd_facts.EtcdMember, ...]) -> None:
+    """A dead member that a new server replaces is removed first (membership.dead_to_replace),
+    through `source`; its node object goes in the nodes step (Deploy.replaced)."""
+    named = {s: etcd_component.peer_url(d.host(s).address) for s in d.topo.etcd_hosts}
+    if all(m.name in named or set(m.peer_urls) & set(named.values()) for m in members):
+        return
+    r = await d.conns[source].run(f"{etcd_facts.ETCDCTL} {etcd_facts.LOCAL} endpoint health --cluster -w json",
+                                  check=False, timeout=30)
+    healthy_ids = etcd_facts.parse_cluster_health(r.stdout, members)
+    for dead in membership.dead_to_replace(members, named, healthy_ids):
+        async def remove(dead=dead) -> None:
+            await d.conns[source].run(f"{ETCDCTL_LOCAL} member remove {dead.member.id}",
+                                      what=f"removing the dead etcd member {dead.member.name}")
+        await execute(d, report, [Action(source, dead.sentence, remove, announce=True)])
+        if dead.member.name:
+            d.replaced.add(dead.member.name)
 
 
 async def member_actions(d: Deploy, s: str, view: etcd_facts.EtcdView,
@@ -169,10 +194,13 @@ async def converge_member(d: Deploy, report: PhaseReport, s: str, view: etcd_fac
 
 
 async def member_add(d: Deploy, source: str, name: str, peer: str, timeout: float = 60.0) -> None:
-    """`member add`, retried while etcd refuses it as "unhealthy cluster": with strict
-    reconfiguration checks (the default) etcd adds a voter only once every member has been
-    connected for a few seconds, which a member that just joined has not."""
-    cmd = f"{ETCDCTL_LOCAL} member add {name} --peer-urls={peer}"
+    """`member add --learner`, retried while etcd refuses it as "unhealthy cluster" (strict
+    reconfiguration checks want every member connected for a few seconds first).
+
+    A new member joins as a learner: it replicates the log without voting, so an empty
+    member that is slow to catch up (or never starts) does not count towards quorum;
+    `promote_when_in_sync` makes it a voter once the leader says it has caught up."""
+    cmd = f"{ETCDCTL_LOCAL} member add {name} --peer-urls={peer} --learner"
     deadline = time.monotonic() + scaled(timeout)
     while True:
         r = await d.conns[source].run(cmd, check=False, timeout=30)
@@ -181,3 +209,38 @@ async def member_add(d: Deploy, source: str, name: str, peer: str, timeout: floa
         if "unhealthy cluster" not in r.stderr or time.monotonic() > deadline:
             raise CommandError(r, f"adding {name} to etcd")
         await asyncio.sleep(1)
+
+
+# etcd refuses to promote a learner whose log is behind the leader's, or that has not
+# connected yet; both pass on their own once it catches up.
+_NOT_YET = ("in sync with leader", "learner member which is not started", "unhealthy cluster")
+
+
+async def promote_when_in_sync(d: Deploy, report: PhaseReport, source: str, s: str,
+                               timeout: float = ETCD_JOIN_TIMEOUT) -> None:
+    """If `s`'s member is a learner (seen from `source`), promote it, retried until its
+    log is in sync; a GateError with etcd's last answer when it does not catch up."""
+    r = await d.conns[source].run(f"{ETCDCTL_LOCAL} member list -w json", what="listing etcd members")
+    peer = etcd_component.peer_url(d.host(s).address)
+    mine = next((m for m in etcd_facts.parse_member_list(r.stdout) if m.name == s or peer in m.peer_urls), None)
+    if mine is None or not mine.is_learner:
+        return
+    deadline = time.monotonic() + scaled(timeout)
+    seen = ""
+
+    async def promote() -> None:
+        nonlocal seen
+        with d.ui.waiting(f"{s}: waiting for the learner to catch up, to promote it"):
+            while time.monotonic() < deadline:
+                p = await d.conns[source].run(f"{ETCDCTL_LOCAL} member promote {mine.id}", check=False, timeout=30)
+                if p.ok:
+                    return
+                seen = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no answer"]
+                seen = seen[0]
+                if not any(x in seen for x in _NOT_YET):
+                    break
+                await asyncio.sleep(0.5)
+        raise GateError(s, "its etcd learner in sync with the leader and promoted to a voter "
+                        f"within {scaled(timeout):.0f} s", seen, await d.journal(s, "etcd"),
+                        "fix what the log says, then run `hakube up` again: it promotes the learner then")
+    await execute(d, report, [Action(s, "promote its etcd learner to a voter", promote)])

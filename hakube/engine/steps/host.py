@@ -7,7 +7,7 @@ from pathlib import Path
 from ... import paths
 from ...errors import HakubeError
 from ...facts import host as facts
-from .. import services
+from .. import originals, services
 from ..changes import Desired
 from ..context import Deploy
 from ..plan import Action, execute
@@ -22,7 +22,18 @@ async def phase_facts(d: Deploy) -> None:
             if info.arch not in ("x86_64", "aarch64"):
                 raise HakubeError(f"{h}: unsupported architecture {info.arch}")
             d.ui.info(h, f"{info.id} {info.version} {info.arch}")
+            if not d.dry_run:
+                await record_before(d, h)
         await d.each(d.conns, one)
+
+
+async def record_before(d: Deploy, h: str) -> None:
+    """What `h` has of every path and unit hakube may touch, before this run changes
+    anything (engine/originals.py): what `hakube reset` puts back."""
+    known = originals.parse(await facts.read_text(d.conns[h], originals.MANIFEST))
+    cmd = originals.record_command(originals.candidates(d, h), known)
+    if cmd:
+        await d.conns[h].run(cmd, what="recording what the host has before hakube changes it")
 
 
 # Services are held back while installing (policy-rc.d): hakube starts them itself, configured.

@@ -11,6 +11,8 @@ import shlex
 import tarfile
 from pathlib import Path
 
+from ...errors import HakubeError
+from ...facts import kube
 from ...verify.clients import admin_client
 from .. import services
 from ..changes import PhaseReport
@@ -80,8 +82,31 @@ async def phase_nodes(d: Deploy) -> None:
         # in parallel: a node joining never risks quorum, and agents must not wait in line
         await asyncio.gather(*(one(h) for h in nodes))
         if not d.dry_run:
+            await _delete_replaced(d, report)
             await wait_nodes_ready(d, nodes)
             await _labels_and_taints(d, report)
+
+
+async def _delete_replaced(d: Deploy, report: PhaseReport) -> None:
+    """The node objects of the dead servers whose etcd members this run removed for their
+    replacements (steps/etcd.py), when the spec no longer names them and they are not Ready:
+    a stale node keeps its pods "Running" on a machine that is gone."""
+    named = {h.name for h in d.topo.hosts}
+    gone = sorted(n for n in d.replaced if n not in named)
+    if not gone:
+        return
+    with admin_client(d.state_dir) as client:
+        for n in gone:
+            r = await asyncio.to_thread(client.get, f"{d.topo.api_url}/api/v1/nodes/{n}")
+            if r.status_code != 200 or kube.parse_nodes({"items": [r.json()]})[n].ready:
+                continue
+
+            async def delete(n=n) -> None:
+                x = await asyncio.to_thread(client.delete, f"{d.topo.api_url}/api/v1/nodes/{n}")
+                if x.status_code not in (200, 202, 404):
+                    raise HakubeError(f"deleting the node {n} failed: HTTP {x.status_code} {x.text[:200]}")
+            await execute(d, report, [Action("local", f"delete the node {n} (its machine is gone, "
+                                                      "its etcd member was replaced)", delete)])
 
 
 async def _labels_and_taints(d: Deploy, report: PhaseReport) -> None:

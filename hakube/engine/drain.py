@@ -1,0 +1,99 @@
+"""Draining a node before it leaves or reboots: cordon it, then evict its pods through the
+Eviction API, so every PodDisruptionBudget is honoured (the API answers 429 while a
+budget would be broken; we wait and ask again, as `kubectl drain` does).
+
+DaemonSet pods stay (their controller would put them straight back, and they go with the
+node), and so do static (mirror) pods. The pods that must move are listed first, so a
+person watching knows what the wait is for, and the error on a timeout names the pods a
+budget still holds. Talks to the API from this machine with the cluster's admin client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from ..errors import HakubeError
+from ..timeouts import scaled
+
+DRAIN_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class PodRef:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def pods_to_evict(doc: dict) -> list[PodRef]:
+    """Of a pod list (GET /api/v1/pods?fieldSelector=spec.nodeName=...), the pods a drain
+    moves: not DaemonSet pods, not static pods, not already finished."""
+    out = []
+    for p in doc.get("items", []):
+        meta = p.get("metadata", {})
+        if any(o.get("kind") == "DaemonSet" for o in meta.get("ownerReferences", [])):
+            continue
+        if "kubernetes.io/config.mirror" in meta.get("annotations", {}):
+            continue
+        if p.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        out.append(PodRef(meta["namespace"], meta["name"]))
+    return out
+
+
+async def cordon(api: httpx.AsyncClient, base: str, node: str, unschedulable: bool = True) -> None:
+    r = await api.patch(f"{base}/api/v1/nodes/{node}", json={"spec": {"unschedulable": unschedulable or None}},
+                        headers={"Content-Type": "application/strategic-merge-patch+json"})
+    if r.status_code == 404:
+        return
+    r.raise_for_status()
+
+
+async def _on_node(api: httpx.AsyncClient, base: str, node: str) -> list[PodRef]:
+    r = await api.get(f"{base}/api/v1/pods", params={"fieldSelector": f"spec.nodeName={node}"})
+    r.raise_for_status()
+    return pods_to_evict(r.json())
+
+
+async def drain(api: httpx.AsyncClient, base: str, node: str, say=lambda text: None,
+                timeout: float = DRAIN_TIMEOUT) -> list[PodRef]:
+    """Cordon `node` and evict its pods; returns the pods that were moved. Raises
+    HakubeError (naming the pods and why) when they are not gone within `timeout`."""
+    await cordon(api, base, node)
+    pods = await _on_node(api, base, node)
+    if pods:
+        say(f"evicting {len(pods)} pod(s): {', '.join(map(str, pods))}")
+    deadline = time.monotonic() + scaled(timeout)
+    held: dict[PodRef, str] = {}
+    while True:
+        left = await _on_node(api, base, node)
+        if not left:
+            return pods
+        for p in left:
+            body = {"apiVersion": "policy/v1beta1", "kind": "Eviction",
+                    "metadata": {"name": p.name, "namespace": p.namespace}}
+            r = await api.post(f"{base}/api/v1/namespaces/{p.namespace}/pods/{p.name}/eviction", json=body)
+            if r.status_code == 429:  # a PodDisruptionBudget allows no disruption now
+                held[p] = _message(r) or "a PodDisruptionBudget allows no disruption now"
+            elif r.status_code in (200, 201, 404):
+                held.pop(p, None)
+            else:
+                held[p] = f"HTTP {r.status_code}: {_message(r)}"
+        if time.monotonic() > deadline:
+            why = "; ".join(f"{p}: {held.get(p, 'still terminating')}" for p in left)
+            raise HakubeError(f"{node}: its pods did not leave within {scaled(timeout):.0f} s ({why}); the node "
+                              f"stays cordoned. Make room elsewhere (or relax the budget), then run the command again")
+        await asyncio.sleep(2)
+
+
+def _message(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("message", ""))
+    except ValueError:
+        return r.text[:200]
