@@ -122,6 +122,16 @@ def _operate(loaded, name: str, operation, ui, probe: bool, report: Optional[Pat
     return probes, result
 
 
+def _confirm(given: bool, as_json: bool, what: str, question: str) -> None:
+    """A destructive command goes on with --yes (or --dry-run), or when a person at a
+    terminal says yes; from a script without --yes it stops and says what it would do."""
+    if given:
+        return
+    if as_json or not sys.stdin.isatty():
+        raise HakubeError(f"{what}; give --yes to confirm (or --dry-run to see the plan)")
+    typer.confirm(question, abort=True)
+
+
 # ---- commands -------------------------------------------------------------------------------
 
 
@@ -317,11 +327,8 @@ def remove(
     from .engine.ui import Reporter
 
     loaded = _load(file, quiet=as_json)
-    if not (yes or dry_run):
-        if as_json or not sys.stdin.isatty():
-            raise HakubeError(f"remove takes {', '.join(hosts)} out of cluster {loaded.cluster.name} and resets them; "
-                              "give --yes to confirm (or --dry-run to see the plan)")
-        typer.confirm(f"Take {', '.join(hosts)} out of cluster {loaded.cluster.name} and reset them?", abort=True)
+    _confirm(yes or dry_run, as_json, f"remove takes {', '.join(hosts)} out of cluster {loaded.cluster.name} "
+             "and resets them", f"Take {', '.join(hosts)} out of cluster {loaded.cluster.name} and reset them?")
     ui = Reporter(console=err if as_json else out, quiet=as_json)
     _, done = _operate(loaded, "remove", lambda: remove_hosts(loaded, hosts, dry_run=dry_run, ui=ui), ui,
                        probe, report, as_json, dry_run, extra=lambda r: r.as_dict() if r else {})
@@ -364,11 +371,8 @@ def reset(
 
     loaded = _load(file, quiet=as_json)
     which = ", ".join(hosts) if hosts else f"every host of cluster {loaded.cluster.name}"
-    if not (yes or dry_run):
-        if as_json or not sys.stdin.isatty():
-            raise HakubeError(f"reset deletes the cluster's data on {which}; give --yes to confirm "
-                              "(or --dry-run to see what it would do)")
-        typer.confirm(f"Reset {which}? Their etcd data, certificates and configuration are deleted", abort=True)
+    _confirm(yes or dry_run, as_json, f"reset deletes the cluster's data on {which}",
+             f"Reset {which}? Their etcd data, certificates and configuration are deleted")
     ui = Reporter(console=err if as_json else out, quiet=as_json)
     _, done = _operate(loaded, "reset", lambda: reset_hosts(loaded, hosts or None, dry_run=dry_run, ui=ui), ui,
                        False, None, as_json, dry_run, extra=lambda r: {"hosts": [x.as_dict() for x in r or []]})

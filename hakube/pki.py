@@ -289,7 +289,7 @@ class ClusterPKI:
                        server=True, client=True)
             self._cert(etcd, f"hosts/{s}/etcd-peer", s, sans=(s, a), server=True, client=True)
         for s in t.servers:
-            self._cert(ca, f"hosts/{s}/apiserver", "kube-apiserver", sans=t.sans, server=True)
+            self._cert(ca, f"hosts/{s}/apiserver", "kube-apiserver", sans=t.apiserver_sans(s), server=True)
         for h in t.hosts:
             if h.is_node:
                 self._cert(ca, f"hosts/{h.name}/kubelet-client", f"system:node:{h.name}", ("system:nodes",),

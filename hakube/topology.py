@@ -79,6 +79,15 @@ class Topology:
     def address(self, name: str) -> str:
         return self.host(name).address
 
+    def apiserver_sans(self, server: str) -> tuple[str, ...]:
+        """The SANs of `server`'s own apiserver certificate: `sans` without the other
+        servers' names and addresses. Each apiserver is reached by its own name (HAProxy's
+        verifyhost) or address (Prometheus, status), or through the VIP, load balancers and
+        service names every certificate has; so adding or removing a server reissues no
+        other server's certificate, and restarts no other apiserver."""
+        others = {x for s in self.servers if s != server for x in (s, self.address(s))}
+        return tuple(x for x in self.sans if x not in others or x in (server, self.address(server)))
+
     # ---- the spec's sections components read: Topology is their only door to the spec ----
 
     @property

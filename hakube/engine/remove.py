@@ -31,6 +31,7 @@ from ..pki import ClusterPKI, ExistingEtcd
 from ..render import render
 from ..spec import Loaded
 from ..spec.validate import validate
+from ..transport import CommandError
 from ..topology import Topology, derive
 from ..verify.clients import api_client, etcd_client
 from ..verify.status import etcd_endpoints, etcd_members
@@ -41,7 +42,7 @@ from .deploy import PIPELINE
 from .gates import wait_vip_single_holder
 from .plan import Action, execute
 from .reset import HostReset, reset_hosts
-from .steps.etcd import ETCDCTL_LOCAL
+from .steps.etcd import member_remove
 from .ui import Reporter
 
 
@@ -143,14 +144,15 @@ async def _leave(d: Deploy, report: PhaseReport, host: str, avoid: tuple[str, ..
         if source is None:
             raise HakubeError(f"no etcd member stays to remove {host}'s member through")
 
-        async def member_remove(member=member, source=source) -> None:
-            r = await d.conns[source].run(f"{ETCDCTL_LOCAL} member remove {member}", check=False, timeout=30)
-            if not r.ok and "member not found" not in r.stderr:
+        async def leave_etcd(member=member, source=source) -> None:
+            try:
+                await member_remove(d, source, member, f"removing {host}'s etcd member")
+            except CommandError as e:
                 raise HakubeError(f"{source}: etcd refused to remove {host}'s member {member}: "
-                                  f"{r.stderr.strip() or r.stdout.strip()}; the cluster is as it was, run "
-                                  "`hakube remove` again once `hakube status` is healthy")
+                                  f"{e.result.stderr.strip() or e.result.stdout.strip()}; run `hakube remove` "
+                                  "again once `hakube status` is healthy") from None
             await conn.run("systemctl stop etcd", check=False, timeout=60)
-        last.append(Action(host, f"remove its etcd member {member} (through {source})", member_remove,
+        last.append(Action(host, f"remove its etcd member {member} (through {source})", leave_etcd,
                            announce=True))
     if h.is_node:
         last.append(Action(host, f"delete the node {host}", lambda: _delete_node(d, host)))

@@ -382,7 +382,7 @@ def test_removing_an_agent_moves_its_pods_first_and_honours_their_budget(cluster
 
     lab, spec = cluster
     manifest = tmp_path / "guarded.yaml"
-    manifest.write_text(PDB_APP % pause_image(20))
+    manifest.write_text(PDB_APP % pause_image((1, 20)))
     labkit.kubectl(lab, NAME, "apply", "-f", str(manifest))
     labkit.kubectl(lab, NAME, "rollout", "status", "deployment/guarded", "--timeout=120s")
     on = labkit.kubectl(lab, NAME, "get", "pods", "-l", "app=guarded", "-o",
@@ -390,8 +390,8 @@ def test_removing_an_agent_moves_its_pods_first_and_honours_their_budget(cluster
     assert "agent-1" in on, on
     three = rolled(spec, "rolled")
     doc = probed("remove", str(three), "agent-1", "--yes")
-    moved = doc["evicted"]["agent-1"]
-    assert len(moved) == on.count("agent-1") and all(p.startswith("default/guarded-") for p in moved), moved
+    moved = [p for p in doc["evicted"]["agent-1"] if p.startswith("default/guarded-")]
+    assert len(moved) == on.count("agent-1"), doc["evicted"]
     # the budget held: the Deployment never had fewer than one pod ready; now both on agent-2
     labkit.kubectl(lab, NAME, "rollout", "status", "deployment/guarded", "--timeout=120s")
     now = labkit.kubectl(lab, NAME, "get", "pods", "-l", "app=guarded", "-o",

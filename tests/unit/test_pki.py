@@ -41,12 +41,15 @@ def test_certificates_verify_against_their_ca(pki: ClusterPKI) -> None:
     assert openssl_verify(r / "etcd-ca.crt", r / "admin.crt", "sslclient").returncode != 0
 
 
-def test_apiserver_certificate_carries_every_san_of_the_plan(pki: ClusterPKI) -> None:
+def test_apiserver_certificate_carries_every_san_of_the_plan_but_the_other_servers(pki: ClusterPKI) -> None:
+    """Its own name and address, the VIP, DNS name, service names: not the other servers'
+    (adding or removing a server then reissues no other server's certificate)."""
     t = topology("ha3")
     cert = pki.get("hosts/server-3/apiserver").cert
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     names = {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
-    assert names == set(t.sans)
+    assert names == set(t.sans) - {"server-1", "server-2", t.address("server-1"), t.address("server-2")}
+    assert {"server-3", t.address("server-3"), t.endpoint_host, "api.demo.lan", "kubernetes.default"} <= names
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
 

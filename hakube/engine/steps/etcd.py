@@ -121,8 +121,7 @@ async def remove_dead_members(d: Deploy, report: PhaseReport, source: str,
     healthy_ids = etcd_facts.parse_cluster_health(r.stdout, members)
     for dead in membership.dead_to_replace(members, named, healthy_ids):
         async def remove(dead=dead) -> None:
-            await d.conns[source].run(f"{ETCDCTL_LOCAL} member remove {dead.member.id}",
-                                      what=f"removing the dead etcd member {dead.member.name}")
+            await member_remove(d, source, dead.member.id, f"removing the dead etcd member {dead.member.name}")
         await execute(d, report, [Action(source, dead.sentence, remove, announce=True)])
         if dead.member.name:
             d.replaced.add(dead.member.name)
@@ -244,3 +243,24 @@ async def promote_when_in_sync(d: Deploy, report: PhaseReport, source: str, s: s
                         f"within {scaled(timeout):.0f} s", seen, await d.journal(s, "etcd"),
                         "fix what the log says, then run `hakube up` again: it promotes the learner then")
     await execute(d, report, [Action(s, "promote its etcd learner to a voter", promote)])
+
+
+# Answers of a membership change that pass on their own: the cluster is in an election, a
+# member just joined (strict reconfiguration checks), or a proposal did not commit within
+# etcdctl's timeout (the 2 shared cores of a lab stall a leader for seconds at times).
+_TRANSIENT = ("context deadline exceeded", "unhealthy cluster", "request timed out", "leader changed",
+              "too many requests")
+
+
+async def member_remove(d: Deploy, source: str, member_id: str, what: str, timeout: float = 60.0) -> None:
+    """`member remove`, retried while etcd's answer is transient; a member already gone
+    (a timed-out attempt that committed after all) counts as removed."""
+    cmd = f"{ETCDCTL_LOCAL} --command-timeout 15s member remove {member_id}"
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        r = await d.conns[source].run(cmd, check=False, timeout=30)
+        if r.ok or "member not found" in r.stderr:
+            return
+        if not any(x in r.stderr for x in _TRANSIENT) or time.monotonic() > deadline:
+            raise CommandError(r, what)
+        await asyncio.sleep(1)
