@@ -65,9 +65,7 @@ def as_running(loaded: Loaded) -> Loaded:
     known = state.converged_hosts(loaded.cluster.name)
     if known is None:
         return loaded
-    spec = loaded.cluster.spec
-    hosts = [h for h in spec.hosts if h.name in known]
-    if len(hosts) == len(spec.hosts) or not any(h.has("server") for h in hosts):
+    hosts = [h for h in loaded.cluster.spec.hosts if h.name in known]
+    if len(hosts) == len(loaded.cluster.spec.hosts) or not any(h.has("server") for h in hosts):
         return loaded
-    cluster = loaded.cluster.model_copy(update={"spec": spec.model_copy(update={"hosts": hosts})})
-    return Loaded(cluster, loaded.source, loaded.warnings)
+    return loaded.only(lambda h: h.name in known)

@@ -60,10 +60,7 @@ class Removed:
 
 def without(loaded: Loaded, hosts: list[str]) -> Loaded:
     """The spec with `hosts` taken out (what cluster.yaml says once the user deletes them)."""
-    spec = loaded.cluster.spec
-    cluster = loaded.cluster.model_copy(update={"spec": spec.model_copy(
-        update={"hosts": [h for h in spec.hosts if h.name not in hosts]})})
-    return Loaded(cluster, loaded.source, loaded.warnings)
+    return loaded.only(lambda h: h.name not in hosts)
 
 
 async def healthy_members(topo: Topology) -> set[str]:

@@ -35,6 +35,14 @@ class Loaded:
     source: Path
     warnings: list[Problem] = field(default_factory=list)
 
+    def only(self, keep) -> "Loaded":
+        """The same spec with only the hosts `keep(host)` is true of (a cluster.yaml once
+        hosts leave it: `hakube remove`; the hosts a day-2 operation starts from: the probes)."""
+        spec = self.cluster.spec
+        cluster = self.cluster.model_copy(update={"spec": spec.model_copy(
+            update={"hosts": [h for h in spec.hosts if keep(h)]})})
+        return Loaded(cluster, self.source, self.warnings)
+
     def resolve(self, p: Path | None) -> Path | None:
         """A path from the spec, with ~ expanded, relative to the spec file's folder."""
         if p is None:
