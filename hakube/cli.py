@@ -343,6 +343,49 @@ def remove(
 
 
 @app.command()
+def reboot(
+    file: Path = SpecFile,
+    hosts: Optional[list[str]] = typer.Argument(None, help="Only these hosts (default: every host of the spec).",
+                                                show_default=False),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask before rebooting the machines."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the order, the hand-offs and the gates; "
+                                                          "reboot nothing."),
+    as_json: bool = JsonOpt,
+    probe: bool = ProbeOpt,
+    report: Optional[Path] = ReportOpt,
+) -> None:
+    """Reboot machines one at a time, without losing quorum or a write (kernel updates).
+
+    The VIP holder and the etcd leader go last. Before each machine goes down, the VIP and
+    etcd leadership move away, its apiserver is drained on every load balancer, its node is
+    cordoned and its pods evicted (PodDisruptionBudgets honoured). After it is back: its
+    etcd member healthy, its apiserver ready and UP on every load balancer, the VIP whole,
+    its node Ready and uncordoned, and only then the next machine. Refused (no machine
+    reboots) when a reboot would cost etcd's quorum or leave no other apiserver, load
+    balancer or VIP host; checked again before every machine.
+
+    Example: hakube reboot cluster.yaml --dry-run && hakube reboot cluster.yaml --yes --probe
+    """
+    from .engine.reboot import reboot as reboot_hosts
+    from .engine.ui import Reporter
+
+    loaded = _load(file, quiet=as_json)
+    which = ", ".join(hosts) if hosts else f"every machine of cluster {loaded.cluster.name}"
+    _confirm(yes or dry_run, as_json, f"reboot restarts {which}, one at a time", f"Reboot {which}, one at a time?")
+    ui = Reporter(console=err if as_json else out, quiet=as_json)
+    _, done = _operate(loaded, "reboot", lambda: reboot_hosts(loaded, hosts, dry_run=dry_run, ui=ui), ui,
+                       probe, report, as_json, dry_run, extra=lambda r: r.as_dict() if r else {})
+    if as_json:
+        return
+    out.print(ui.summary(dry_run))
+    if dry_run:
+        out.print(f"{ui.changed} change(s) planned; run without --dry-run to apply them")
+    else:
+        away = ", ".join(f"{h} {done.away_s[h]:.0f} s" for h in done.hosts)
+        out.print(f"[green]rebooted[/green] {len(done.hosts)} machine(s), one at a time (away: {away})")
+
+
+@app.command()
 def reset(
     file: Path = SpecFile,
     hosts: Optional[list[str]] = typer.Argument(None, help="Only these hosts (default: every host of the spec).",

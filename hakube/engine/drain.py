@@ -18,6 +18,7 @@ import httpx
 
 from ..errors import HakubeError
 from ..timeouts import scaled
+from ..verify.clients import api_client
 
 DRAIN_TIMEOUT = 300.0
 
@@ -97,3 +98,30 @@ def _message(r: httpx.Response) -> str:
         return str(r.json().get("message", ""))
     except ValueError:
         return r.text[:200]
+
+
+async def drain_node(d, report, host: str, command: str) -> list[str]:
+    """Cordon `host`'s node and evict its pods, through the API with the cluster's admin
+    client, reporting in `d`'s run (a dry run lists the pods that would move); `command`
+    is the one to run again after a failure. Returns the pods moved."""
+    async with api_client(d.state_dir, timeout=10.0) as api:
+        if d.dry_run:
+            r = await api.get(f"{d.topo.api_url}/api/v1/pods", params={"fieldSelector": f"spec.nodeName={host}"})
+            pods = [str(p) for p in pods_to_evict(r.json())] if r.status_code == 200 else []
+            d.ui.change(report, host, f"would cordon the node and evict {len(pods)} pod(s)"
+                        + (f": {', '.join(pods)}" if pods else ""))
+            return pods
+        try:
+            moved = await drain(api, d.topo.api_url, host, say=lambda text: d.ui.info(host, text))
+        except httpx.HTTPError as e:
+            raise HakubeError(f"{host}: draining through {d.topo.api_url} failed: {e}; the cluster is as it was "
+                              f"(the node may stay cordoned), run `hakube {command}` again") from None
+    d.ui.change(report, host, f"cordoned the node and evicted {len(moved)} pod(s)"
+                + (f": {', '.join(map(str, moved))}" if moved else ""))
+    return [str(p) for p in moved]
+
+
+async def uncordon(d, host: str) -> None:
+    """Let pods be scheduled on `host`'s node again."""
+    async with api_client(d.state_dir, timeout=10.0) as api:
+        await cordon(api, d.topo.api_url, host, unschedulable=False)

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import httpx
-
 from .. import state
 from ..components import etcd as etcd_component
 from ..errors import HakubeError
@@ -128,7 +126,7 @@ async def _leave(d: Deploy, report: PhaseReport, host: str, avoid: tuple[str, ..
         d.ui.ok(holder, f"holds the VIP {d.topo.endpoint_host}")
     moved: list[str] = []
     if h.is_node:
-        moved = await _drain_node(d, report, host)
+        moved = await drain.drain_node(d, report, host, "remove")
     units = [u for u in ("kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kube-apiserver")
              if h.runs(u)]
     last: list[Action] = []
@@ -155,25 +153,6 @@ async def _leave(d: Deploy, report: PhaseReport, host: str, avoid: tuple[str, ..
         last.append(Action(host, f"delete the node {host}", lambda: _delete_node(d, host)))
     await execute(d, report, last)
     return moved
-
-
-async def _drain_node(d: Deploy, report: PhaseReport, host: str) -> list[str]:
-    """Cordon and evict (a dry run lists the pods that would move)."""
-    async with api_client(d.state_dir, timeout=10.0) as api:
-        if d.dry_run:
-            r = await api.get(f"{d.topo.api_url}/api/v1/pods", params={"fieldSelector": f"spec.nodeName={host}"})
-            pods = [str(p) for p in drain.pods_to_evict(r.json())] if r.status_code == 200 else []
-            d.ui.change(report, host, f"would cordon the node and evict {len(pods)} pod(s)"
-                        + (f": {', '.join(pods)}" if pods else ""))
-            return pods
-        try:
-            moved = await drain.drain(api, d.topo.api_url, host, say=lambda text: d.ui.info(host, text))
-        except httpx.HTTPError as e:
-            raise HakubeError(f"{host}: draining through {d.topo.api_url} failed: {e}; the cluster is as it was "
-                              "(the node may stay cordoned), run `hakube remove` again") from None
-    d.ui.change(report, host, f"cordoned the node and evicted {len(moved)} pod(s)"
-                + (f": {', '.join(map(str, moved))}" if moved else ""))
-    return [str(p) for p in moved]
 
 
 async def _delete_node(d: Deploy, host: str) -> None:

@@ -103,6 +103,13 @@ def ensure_created(lab: Lab, m: Machine) -> list[str]:
         "--no-hosts", "--dns", "none",
         "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
         "--stop-timeout", str(STOP_TIMEOUT),
+        # A reboot from inside (`systemctl reboot`) comes back, as on a VM: in a PID
+        # namespace the kernel ends a reboot by killing init with SIGHUP (exit 129), and
+        # this policy starts the machine again. `podman stop`/`kill` (the lab's stop and
+        # crash faults) never trigger it, and node/init.sh exits 0 when it cannot boot, so
+        # a machine that fails to boot stays off instead of looping. (A poweroff from
+        # inside, exit 130, comes back too: podman's policy cannot tell the two apart.)
+        "--restart", "on-failure",
         *volume_args, lab.image,
     ], fix="see design/LAB-NOTES.md for the podman set-up this host needs")
     run(["podman", "cp", "-", f"{m.container}:/"], input=_first_boot_files(lab, m))

@@ -200,7 +200,8 @@ def test_wiped_etcd_member_rejoins_the_same_cluster(cluster) -> None:
 
 
 # the settings the rolling change leaves; every later spec of this module keeps them
-ROLLED = dict(datastore={"etcd": {"electionTimeoutMs": 1200}}, kubernetes={"apiserverExtraArgs": {"event-ttl": "2h"}})
+ROLLED = dict(datastore={"etcd": {"electionTimeoutMs": 1200}}, kubernetes={"apiserverExtraArgs": {"event-ttl": "2h"}},
+              vip={"advertInterval": 0.4})
 
 
 def rolled(spec, name: str, *without: str):
@@ -274,9 +275,10 @@ def test_host_dying_mid_deploy_stops_clearly_and_a_rerun_finishes(cluster) -> No
 
 
 def test_rolling_change_hands_off_and_loses_no_write(cluster, tmp_path) -> None:
-    """A rolling change of the etcd election timeout and of an apiserver flag, under the
-    probes: each etcd leader hands its leadership over before it restarts, each apiserver
-    is drained on every HAProxy first and taken back after its /readyz; nothing is lost.
+    """A rolling change of the etcd election timeout, an apiserver flag and the VIP's
+    advertisement interval, under the probes: each etcd leader hands its leadership over
+    before it restarts, each apiserver is drained on every HAProxy first and taken back
+    after its /readyz, keepalived restarts one host at a time; nothing is lost.
     (The cluster keeps the changed settings: the day-2 specs below carry them too.)"""
     lab, spec = cluster
     changed = rolled(spec, "rolled")
@@ -285,6 +287,8 @@ def test_rolling_change_hands_off_and_loses_no_write(cluster, tmp_path) -> None:
     steps = [e["detail"] for e in probes["events"] if e["kind"] == "step"]
     assert sum("restarted etcd" in s for s in steps) == 3, steps
     assert sum("restarted kube-apiserver" in s for s in steps) == 3, steps
+    # the VIP's timer: keepalived restarted host by host, the VIP settled on one host between
+    assert sum("restarted keepalived" in s for s in steps) == 3, steps
     assert any("moved etcd leadership to" in s for s in steps), steps
     drained = [s for s in steps if "drained the apiserver backend" in s]
     # each of 3 apiservers on each of 3 HAProxies, for its etcd member's restart and for its own
@@ -299,6 +303,36 @@ def test_rolling_change_hands_off_and_loses_no_write(cluster, tmp_path) -> None:
 
 
 # ---- day 2, under the write probes --------------------------------------------------------
+
+
+BOOT = "cut -d' ' -f22 /proc/1/stat"  # init's start time: new at every boot of a lab machine
+
+
+def test_rolling_reboot_of_every_machine_loses_no_write(cluster, tmp_path) -> None:
+    """Every machine rebooted (`systemctl reboot`, from inside), one at a time, under the
+    probes: the VIP holder last, each machine handed off before and gated after."""
+    lab, spec = cluster
+    three = rolled(spec, "rolled")
+    machines = [*SERVERS, "agent-1", "agent-2"]
+    [holder] = labkit.vip_holders(lab, str(lab.vip_first))
+    r = subprocess.run([sys.executable, "-m", "hakube.cli", "reboot", str(three), "--dry-run", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    plan = [c.split(":")[0] for p in labkit.json.loads(r.stdout)["phases"] for c in p["changes"]
+            if "would reboot the machine" in c]
+    assert sorted(plan) == sorted(machines) and plan[-1] == holder, plan
+    booted = {m: labkit.ssh(lab, m, BOOT).stdout for m in machines}
+    doc = probed("reboot", str(three), "--yes", report=tmp_path / "report")
+    assert doc["rebooted"] == plan, doc["rebooted"]
+    assert all(labkit.ssh(lab, m, BOOT).stdout != booted[m] for m in machines)
+    steps = steps_of(doc)
+    assert any(s.startswith(f"{holder}: stopped keepalived") for s in steps), steps
+    assert sum("uncordoned the node" in s for s in steps) == 5, steps
+    st = status(three)
+    assert st["healthy"], st["verdict"]
+    nodes = labkit.json.loads(labkit.kubectl(lab, NAME, "get", "nodes", "-o", "json").stdout)["items"]
+    assert not [n["metadata"]["name"] for n in nodes if n["spec"].get("unschedulable")]
+    assert labkit.up(three).changed == 0
 
 
 def test_grow_from_3_to_5_servers_joins_learners_one_at_a_time(cluster, tmp_path) -> None:

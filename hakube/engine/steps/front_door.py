@@ -8,6 +8,7 @@ from .. import services
 from ..changes import PhaseReport
 from ..context import Deploy
 from ..gates import wait_endpoint_ready, wait_pacemaker_quorum, wait_vip_single_holder
+from ..handoff import restarts
 from ..plan import Action, execute
 
 
@@ -30,7 +31,14 @@ async def phase_front_door(d: Deploy) -> None:
     with d.ui.phase("front door") as report:
         for host, unit, managed in front_door_order(d.topo.lb_hosts, d.topo.vip_hosts,
                                                     cp.load_balancer.provider, cp.vip.provider):
-            await d.converge_service(report, host, services.UNITS[unit], cluster_managed=managed)
+            actions = await d.converge_service(report, host, services.UNITS[unit], cluster_managed=managed)
+            if unit == "keepalived" and restarts(actions, "keepalived") and not d.dry_run:
+                # a VIP timer or peer change restarts keepalived host by host: the next one
+                # restarts only once the VIP has settled on exactly one host again, so two
+                # hand-overs never overlap (a holder that stops sends priority 0 and a
+                # peer takes over at once; that peer must not be restarting too)
+                holder = await wait_vip_single_holder(d)
+                d.ui.ok(holder, f"holds the VIP {d.topo.endpoint_host} after {host}'s keepalived restart")
         if cp.vip.provider == "pacemaker":
             await _load_pacemaker_resources(d, report)
         if not d.dry_run:

@@ -22,9 +22,14 @@
 # itself at the container's path instead; that fixes the paths but not the sharing.)
 set -eu
 
+# Every way out of this script before systemd takes over is exit 0: the machine restarts
+# on a non-zero exit (that is how a reboot from inside comes back: lab/machines.py), and a
+# machine that cannot boot must stay off, its console log saying why.
+trap 'exit 0' EXIT
+
 fail() {
     echo "hakube-init: $*" >&2
-    exit 1
+    exit 0
 }
 
 # What this machine boots without: on the console, and in a file `hakube lab up` reads.
