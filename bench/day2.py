@@ -15,7 +15,7 @@ In order (each starts from what the one before left):
 For each, plain lines: its wall time, the probes' longest write and read outage, the total
 write outage, acknowledged / lost / phantom writes (lost and phantom must be 0):
     rolling_s: 61.2
-    rolling_write_outage_s: 0.52 (total 0.98)
+    rolling_write_outage_s: 0.52 (windows over 0.5 s add up to 0.98)
     ...
 The lab's node image and binaries are built first if they are not cached.
 """
@@ -67,10 +67,16 @@ def measured(label: str, spec, operation) -> None:
                                          name=label))
     wall = time.monotonic() - started
     print(f"{label}_s: {wall:.1f}")
-    print(f"{label}_write_outage_s: {result.write_downtime_s:.2f} (total {result.total_write_outage_s:.2f})")
+    print(f"{label}_write_outage_s: {result.write_downtime_s:.2f} (windows over 0.5 s add up to "
+          f"{result.total_write_outage_s:.2f})")
     print(f"{label}_read_outage_s: {result.read_downtime_s:.2f}")
     print(f"{label}_writes: {result.acknowledged} acknowledged, lost {result.lost}, phantom {result.phantom}, "
           f"indeterminate {result.indeterminate}", flush=True)
+    if result.write_outages:  # where the longest window was: the step just before it
+        a, b = max(result.write_outages, key=lambda w: w[1] - w[0])
+        before = [e for e in result.events if e.kind == "step" and e.t <= a]
+        print(f"{label}_longest_window: {b - a:.2f} s at {a:.1f} s, after "
+              f"{before[-1].detail if before else 'no step'!r}", flush=True)
     if not result.ok:
         print(f"{label}_verdict: {result.verdict}", flush=True)
 

@@ -95,6 +95,9 @@ class Unit:
     needs: str = ""                 # the host component it runs for, when not implied ("prometheus")
     leaves: tuple[str, ...] = ()    # folders the running unit fills (data, state, logs): `hakube reset`
                                     # empties them, or removes them if the host had none before
+    # its files take effect on `systemctl reload` without dropping what it serves, so a
+    # change to them reloads it instead of restarting it (a changed unit file still restarts)
+    reloads: bool = False
 
     def depends_on(self, path: str, component_paths: set[str]) -> bool:
         if path in self.ignore:

@@ -134,12 +134,14 @@ class Deploy:
             "enable": lambda: run(f"{reload}systemctl enable {unit}", what=f"enabling {unit}"),
             "disable": lambda: run(f"{reload}systemctl disable {unit}", what=f"disabling {unit}"),
             "reload": lambda: run("systemctl daemon-reload", what="reloading systemd"),
+            "apply": lambda: run(f"systemctl reload {unit}", what=f"reloading {unit}", timeout=120),
             "start": lambda: self._start(host, svc, "start", reload),
             "restart": ((lambda: run(f"{reload}systemctl restart {unit}", what=f"restarting {unit}", timeout=120))
                         if cluster_managed else (lambda: self._start(host, svc, "restart", reload))),
         }
         steps = [Action(host, step.sentence, commands[step.verb])
-                 for step in restarts.decide(unit, st.active, st.enabled, triggers, unit_changed, cluster_managed)]
+                 for step in restarts.decide(unit, st.active, st.enabled, triggers, unit_changed, cluster_managed,
+                                             svc.reloads)]
         return actions + steps
 
     async def _start(self, host: str, svc: Service, verb: str, reload: str) -> None:

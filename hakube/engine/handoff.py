@@ -45,8 +45,9 @@ def haproxy_hosts(d: Deploy) -> list[str]:
     return [h for h in d.topo.lb_hosts if d.host(h).runs("haproxy")]
 
 
-def restarts(actions: list[Action], unit: str) -> bool:
-    return any(a.sentence.startswith(f"restart {unit}") for a in actions)
+def restarts(actions: list[Action], unit: str, or_reloads: bool = False) -> bool:
+    verbs = ("restart", "reload") if or_reloads else ("restart",)
+    return any(a.sentence.startswith(tuple(f"{v} {unit} " for v in verbs)) for a in actions)
 
 
 def drain_backend(d: Deploy, server: str, why: str = "it restarts next") -> tuple[list[Action], list[Action]]:

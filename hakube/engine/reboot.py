@@ -10,8 +10,8 @@ refused before any machine goes down. Then, for each machine in turn:
    evicted (PodDisruptionBudgets honoured);
 2. reboot it (`systemctl reboot`: systemd stops every unit cleanly), and wait until SSH
    answers from a new boot;
-3. gate, before the next machine: its etcd member healthy, its apiserver ready, every
-   HAProxy taking it back and marking it UP, the VIP (keepalived) or the corosync quorum
+3. gate, before the next machine: its load balancer and keepalived running, its etcd
+   member healthy, its apiserver ready, every HAProxy taking it back and marking it UP, the VIP (keepalived) or the corosync quorum
    (pacemaker) whole again, its node Ready, then uncordoned.
 Before each machine the refusals are checked again on what etcd says then, so a member
 that did not come back stops the reboot of the next one.
@@ -142,6 +142,9 @@ async def _reboot_one(d: Deploy, report: PhaseReport, host: str, done: Rebooted)
         return
     if vip_unit == "keepalived":
         await _wait_active(d, host, "keepalived")
+    lb_unit = d.loaded.cluster.spec.control_plane.load_balancer.provider
+    if host in d.topo.lb_hosts and vip_unit != "pacemaker":  # (pacemaker places the balancer itself)
+        await _wait_active(d, host, lb_unit)
     if host in d.topo.etcd_hosts and h.runs("etcd"):
         await wait_etcd_healthy(d, host)
         d.ui.ok(host, "etcd member healthy")

@@ -121,6 +121,43 @@ def lab(request, tmp_path_factory):
         yield lab
 
 
+# ---- the default layout's lab, shared by test_up.py and test_up_chaos.py ----------------
+# Both need the default layout (3 servers, agents); one lab and one cold deploy serve both
+# (minutes of CI). test_up.py runs first (file order) and ends with a cluster deployed from
+# scratch after its reset, which test_up_chaos.py then breaks in every way it knows. The lab
+# goes as soon as the next test belongs to neither module, so it never loads the 2 cores
+# under the modules after them.
+DEFAULT_LAB = "hktest-up"
+SHARING = ("test_up.py", "test_up_chaos.py")
+_SHARED: dict = {}
+
+
+@pytest.fixture(scope="session")
+def default_lab(tmp_path_factory):
+    """The lab of test_up.py and test_up_chaos.py: 5 servers and 2 agents; yields (lab,
+    path of its cluster.yaml, naming all 7)."""
+    if "lab" not in _SHARED:
+        stack = ExitStack()
+        _SHARED["lab"] = stack.enter_context(labkit.lab_cluster(
+            DEFAULT_LAB, servers=5, agents=2, logs=tmp_path_factory.mktemp("evidence-default-lab")))
+        _SHARED["stack"] = stack
+    yield _SHARED["lab"]
+    _close_default_lab()
+
+
+def _close_default_lab() -> None:
+    stack = _SHARED.pop("stack", None)
+    _SHARED.pop("lab", None)
+    if stack is not None:
+        stack.close()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    if "stack" in _SHARED and (nextitem is None or Path(nextitem.fspath).name not in SHARING):
+        _close_default_lab()
+
+
 # ---- time per module: CI's budget stays visible ---------------------------------------
 # first start and last finish of each lab module's tests (its shared lab's set-up and
 # teardown fall inside: they run in its first and last test's protocol)

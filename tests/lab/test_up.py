@@ -7,7 +7,8 @@ etcd member that must rejoin the same cluster, a server that dies mid-deploy, a 
 change; then day 2 under the write probes: grow to 5 servers and remove back to 3, a
 refused removal, an agent removed with a PodDisruptionBudget, a dead server replaced by a
 new machine, and a reset of the whole cluster that leaves the hosts as they were before
-the first `up`, deployed again from scratch. One lab for all: each cluster costs minutes.
+the first `up`, deployed again from scratch. One lab for all: each cluster costs minutes
+(test_up_chaos.py then proves HA on the cluster this module leaves, on the same lab).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from hakube.transport import ConnectError
 from . import labkit
 
 pytestmark = pytest.mark.lab
-NAME = "hktest-up"
+NAME = "hktest-up"  # conftest.DEFAULT_LAB
 
 
 SERVERS = ("server-1", "server-2", "server-3")
@@ -37,16 +38,17 @@ BEFORE: dict[str, tuple[list[str], list[str]]] = {}
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """The lab (5 servers, 2 agents) and the spec of its first 3 servers and the agents."""
-    with labkit.lab_cluster(NAME, servers=5, agents=2, logs=tmp_path_factory.mktemp("evidence")) as (lab, full):
-        BEFORE.update({m.name: labkit.files_and_sockets(lab, m.name) for m in lab.machines})
-        labkit.ETCD_ON[NAME] = SERVERS
-        spec = labkit.without(full, "three", "server-4", "server-5")
-        try:
-            yield lab, spec
-        finally:
-            labkit.ETCD_ON.pop(NAME, None)
+def cluster(default_lab):
+    """The lab (5 servers, 2 agents; shared with test_up_chaos.py, which runs on what this
+    module leaves) and the spec of its first 3 servers and the agents."""
+    lab, full = default_lab
+    BEFORE.update({m.name: labkit.files_and_sockets(lab, m.name) for m in lab.machines})
+    labkit.ETCD_ON[NAME] = SERVERS
+    spec = labkit.without(full, "three", "server-4", "server-5")
+    try:
+        yield lab, spec
+    finally:
+        labkit.ETCD_ON.pop(NAME, None)
 
 
 def nothing_deployed(lab) -> bool:
@@ -131,7 +133,7 @@ def planned(report) -> dict[str, list[str]]:
 
 def test_dry_run_shows_the_plan_the_run_then_applies(cluster) -> None:
     """Drift on three servers (hand edits): `up --dry-run` plans the rewrites and the
-    restarts they need, one server at a time; the run then does exactly that plan."""
+    restarts or reloads they need, one server at a time; the run then does exactly that plan."""
     lab, spec = cluster
     labkit.ssh(lab, "server-1", "echo '# local edit' >> /etc/haproxy/haproxy.cfg")
     labkit.ssh(lab, "server-2", "echo '# local edit' >> /etc/systemd/system/kube-scheduler.service")
@@ -140,10 +142,10 @@ def test_dry_run_shows_the_plan_the_run_then_applies(cluster) -> None:
     plan = planned(dry)
     flat = [a for actions in plan.values() for a in actions]
     assert "server-1: write /etc/haproxy/haproxy.cfg: content changed" in flat, flat
-    assert any(a.startswith("server-1: restart haproxy") for a in flat), flat
+    assert any(a.startswith("server-1: reload haproxy") for a in flat), flat  # seamless: no restart
     assert any(a.startswith("server-2: restart kube-scheduler") for a in flat), flat
     assert f"server-3: write {keepalived.CHECK_SCRIPT}: mode 700 -> 755" in flat, flat
-    assert not any("restart keepalived" in a for a in flat), flat
+    assert not any("restart keepalived" in a or "reload keepalived" in a for a in flat), flat
     assert all(c.startswith(c.split(": ", 1)[0] + ": would ") for p in dry.phases for c in p.changes)
     run = labkit.up(spec)
     assert planned(run) == plan
@@ -287,8 +289,9 @@ def test_rolling_change_hands_off_and_loses_no_write(cluster, tmp_path) -> None:
     steps = [e["detail"] for e in probes["events"] if e["kind"] == "step"]
     assert sum("restarted etcd" in s for s in steps) == 3, steps
     assert sum("restarted kube-apiserver" in s for s in steps) == 3, steps
-    # the VIP's timer: keepalived restarted host by host, the VIP settled on one host between
-    assert sum("restarted keepalived" in s for s in steps) == 3, steps
+    # the VIP's timer: keepalived reloaded host by host (the VIP stays where it is), the VIP
+    # on exactly one host between
+    assert sum("reloaded keepalived" in s for s in steps) == 3, steps
     assert any("moved etcd leadership to" in s for s in steps), steps
     drained = [s for s in steps if "drained the apiserver backend" in s]
     # each of 3 apiservers on each of 3 HAProxies, for its etcd member's restart and for its own

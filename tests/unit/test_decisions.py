@@ -93,7 +93,8 @@ def test_status_verdict(case: Path) -> None:
 @pytest.mark.parametrize("case", SERVICES, ids=lambda p: p.stem)
 def test_which_services_start_restart_or_are_enabled(case: Path) -> None:
     c = json.loads(case.read_text())
-    got = restarts.decide(c["unit"], c["active"], c["enabled"], c["triggers"], c["unitChanged"], c["clusterManaged"])
+    got = restarts.decide(c["unit"], c["active"], c["enabled"], c["triggers"], c["unitChanged"], c["clusterManaged"],
+                          c.get("reloads", False))
     assert [[s.verb, s.sentence] for s in got] == c["expect"]
 
 

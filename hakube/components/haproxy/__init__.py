@@ -70,6 +70,8 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
 
 # what the running HAProxy leaves: its admin socket, master socket, pid file, and the log
 # socket in its chroot
-UNITS = (Unit("haproxy", ("haproxy",), (paths.CA_CRT, paths.LB_CHECK_PEM),
+# reloads: Debian's unit checks the new configuration, then the master process starts new
+# workers on it while the old ones finish their connections (no connection is refused)
+UNITS = (Unit("haproxy", ("haproxy",), (paths.CA_CRT, paths.LB_CHECK_PEM), reloads=True,
               leaves=("/run/haproxy", "/run/haproxy-master.sock", "/run/haproxy.pid", "/var/lib/haproxy/dev")),)
 PACKAGES = {"haproxy": ["haproxy"]}

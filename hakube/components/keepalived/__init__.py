@@ -142,5 +142,8 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
 # ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
 
 # The track scripts are read afresh at every run: changing them needs no restart.
-UNITS = (Unit("keepalived", ("keepalived",), ignore=(CHECK_SCRIPT, MAJORITY_SCRIPT, NOTIFY_SCRIPT)),)
+# reloads: on SIGHUP keepalived re-reads its configuration and keeps each VRRP instance's
+# state, so a new peer list or advertisement interval leaves the VIP where it is (a restart
+# sends priority 0 and moves it: one write window per restart of the holder)
+UNITS = (Unit("keepalived", ("keepalived",), ignore=(CHECK_SCRIPT, MAJORITY_SCRIPT, NOTIFY_SCRIPT), reloads=True),)
 PACKAGES = {"keepalived": ["keepalived", "curl", "iputils-ping"]}

@@ -32,13 +32,13 @@ async def phase_front_door(d: Deploy) -> None:
         for host, unit, managed in front_door_order(d.topo.lb_hosts, d.topo.vip_hosts,
                                                     cp.load_balancer.provider, cp.vip.provider):
             actions = await d.converge_service(report, host, services.UNITS[unit], cluster_managed=managed)
-            if unit == "keepalived" and restarts(actions, "keepalived") and not d.dry_run:
-                # a VIP timer or peer change restarts keepalived host by host: the next one
-                # restarts only once the VIP has settled on exactly one host again, so two
-                # hand-overs never overlap (a holder that stops sends priority 0 and a
-                # peer takes over at once; that peer must not be restarting too)
+            if unit == "keepalived" and restarts(actions, "keepalived", or_reloads=True) and not d.dry_run:
+                # a VIP timer or peer change reloads (or restarts) keepalived host by host:
+                # the next one changes only once the VIP sits on exactly one host again, so
+                # two changes never overlap (a holder that restarts sends priority 0 and a
+                # peer takes over at once; that peer must not be changing too)
                 holder = await wait_vip_single_holder(d)
-                d.ui.ok(holder, f"holds the VIP {d.topo.endpoint_host} after {host}'s keepalived restart")
+                d.ui.ok(holder, f"holds the VIP {d.topo.endpoint_host} after {host}'s keepalived change")
         if cp.vip.provider == "pacemaker":
             await _load_pacemaker_resources(d, report)
         if not d.dry_run:
