@@ -121,7 +121,26 @@ async def drain_node(d, report, host: str, command: str) -> list[str]:
     return [str(p) for p in moved]
 
 
-async def uncordon(d, host: str) -> None:
-    """Let pods be scheduled on `host`'s node again."""
+async def is_cordoned(d, host: str) -> bool:
+    """Whether `host`'s node is unschedulable now (False when there is no such node)."""
     async with api_client(d.state_dir, timeout=10.0) as api:
-        await cordon(api, d.topo.api_url, host, unschedulable=False)
+        try:
+            r = await api.get(f"{d.topo.api_url}/api/v1/nodes/{host}")
+        except httpx.HTTPError as e:
+            raise HakubeError(f"{host}: reading its node through {d.topo.api_url} failed: {e}; nothing was "
+                              "changed, run the command again") from None
+        return r.status_code == 200 and bool(r.json().get("spec", {}).get("unschedulable"))
+
+
+async def uncordon(d, host: str, attempts: int = 5) -> None:
+    """Let pods be scheduled on `host`'s node again (retried: the API may be settling)."""
+    async with api_client(d.state_dir, timeout=10.0) as api:
+        for attempt in range(attempts):
+            try:
+                await cordon(api, d.topo.api_url, host, unschedulable=False)
+                return
+            except httpx.HTTPError as e:
+                if attempt == attempts - 1:
+                    raise HakubeError(f"{host}: uncordoning its node failed: {e}; it stays cordoned, run "
+                                      f"`kubectl uncordon {host}` once the API answers") from None
+                await asyncio.sleep(2)

@@ -48,6 +48,9 @@ UNIT_TIMEOUT = 60.0
 # (a container) shares the host's kernel, so its init's start time (in clock ticks since
 # the kernel booted) is read too.
 BOOT_MARK = "cat /proc/sys/kernel/random/boot_id; cut -d' ' -f22 /proc/1/stat"
+# the kubelet's own health endpoint (kubelet-config: healthzBindAddress 127.0.0.1, port 10248)
+KUBELET_HEALTHY = "curl -sf --max-time 3 http://127.0.0.1:10248/healthz >/dev/null"
+_AWAY: dict[str, float] = {}  # seconds each machine was away, from the reboot action to the run
 
 
 @dataclass
@@ -83,6 +86,9 @@ async def reboot(loaded: Loaded, hosts: list[str] | None = None, dry_run: bool =
     done = Rebooted()
     async with session(loaded, dry_run, ui, "reboot") as d:
         holders = await vip_holders(d) if d.topo.vip_hosts else []
+        if len(holders) > 1:
+            raise HakubeError(f"refusing to reboot: {', '.join(holders)} all hold the VIP {d.topo.endpoint_host} "
+                              "(see `hakube status`); fix that first. No machine was rebooted")
         seq = rebooting.order(topo, hosts or names, holders[0] if holders else None, await _leader(d))
         ui.info("reboot", f"order: {', '.join(seq)}")
         for i, host in enumerate(seq):
@@ -93,8 +99,10 @@ async def reboot(loaded: Loaded, hosts: list[str] | None = None, dry_run: bool =
                                       f"{', '.join(done.hosts)}; run `hakube reboot` again for the rest once "
                                       "`hakube status` is healthy")
             with ui.phase(f"reboot {host}") as report:
-                await _reboot_one(d, report, host, done)
+                await _reboot_one(d, report, host, done, last=seq[-1])
             done.hosts.append(host)
+            if host in _AWAY:
+                done.away_s[host] = _AWAY.pop(host)
     return done
 
 
@@ -107,9 +115,36 @@ async def _leader(d: Deploy) -> str | None:
     return None
 
 
-async def _reboot_one(d: Deploy, report: PhaseReport, host: str, done: Rebooted) -> None:
+async def _reboot_one(d: Deploy, report: PhaseReport, host: str, done: Rebooted, last: str) -> None:
+    """Steps 1-3 of the module's docstring for `host`; `last`: the host that reboots last
+    (etcd leadership is not handed to it, or it would move twice)."""
     h = d.host(host)
     conn = d.conns[host]
+    # The node first: a drain that a budget holds up fails before anything else changed
+    # (and the node is put back as it was). An operator's own cordon is kept.
+    cordoned_before = h.is_node and not d.dry_run and await drain.is_cordoned(d, host)
+    if h.is_node:
+        try:
+            done.evicted[host] = await drain.drain_node(d, report, host, "reboot")
+        except HakubeError:
+            if not cordoned_before:
+                await drain.uncordon(d, host)
+            raise
+    try:
+        await _hand_off_reboot_and_gate(d, report, host, h, conn, last)
+    except HakubeError as e:
+        if not h.is_node or d.dry_run:
+            raise
+        raise HakubeError(f"{e}\n  {host}'s node stays cordoned: run `kubectl uncordon {host}` once it is "
+                          f"healthy, or `hakube reboot {d.loaded.source} {host} --yes` again") from None
+    if h.is_node:
+        if cordoned_before:
+            d.ui.info(host, "the node stays cordoned, as it was before the reboot")
+        else:
+            await execute(d, report, [Action(host, "uncordon the node", lambda: drain.uncordon(d, host))])
+
+
+async def _hand_off_reboot_and_gate(d: Deploy, report: PhaseReport, host: str, h, conn, last: str) -> None:
     provider = d.loaded.cluster.spec.control_plane.vip.provider
     vip_unit = {"keepalived": "keepalived", "pacemaker": "pacemaker"}.get(provider) if host in d.topo.vip_hosts else None
     first: list[Action] = []
@@ -119,7 +154,9 @@ async def _reboot_one(d: Deploy, report: PhaseReport, host: str, done: Rebooted)
                             lambda: conn.run(f"systemctl stop {vip_unit}", what=f"stopping {vip_unit}", timeout=120)))
     if host in d.topo.etcd_hosts and h.runs("etcd"):
         view = await etcd_facts.etcd_view(conn, etcd_component.member_for(d.topo, h).data_dir)
-        first += handoff.move_etcd_leader(d, host, view, why="reboots next", avoid=(host,))
+        avoid = (host,) if host == last else (host, last)
+        first += (handoff.move_etcd_leader(d, host, view, why="reboots next", avoid=avoid)
+                  or handoff.move_etcd_leader(d, host, view, why="reboots next", avoid=(host,)))
     back: list[Action] = []
     if h.runs("kube-apiserver"):
         before, back = handoff.drain_backend(d, host, why="it reboots next")
@@ -128,17 +165,17 @@ async def _reboot_one(d: Deploy, report: PhaseReport, host: str, done: Rebooted)
     if vip_unit and not d.dry_run:
         holder = await wait_vip_single_holder(d)
         d.ui.ok(holder, f"holds the VIP {d.topo.endpoint_host}")
-    if h.is_node:
-        done.evicted[host] = await drain.drain_node(d, report, host, "reboot")
 
     async def go() -> None:
-        done.away_s[host] = await _reboot_and_reconnect(d, host)
+        done_s = await _reboot_and_reconnect(d, host)
+        d.ui.ok(host, f"back from its reboot after {done_s:.1f} s")
+        _AWAY[host] = done_s
     await execute(d, report, [Action(host, "reboot the machine and wait until SSH answers from the new boot", go,
                                      announce=True)])
     if d.dry_run:
         await execute(d, report, back)
         if h.is_node:
-            await execute(d, report, [Action(host, "uncordon the node once Ready")])
+            await execute(d, report, [Action(host, "uncordon the node once its kubelet runs and it is Ready")])
         return
     if vip_unit == "keepalived":
         await _wait_active(d, host, "keepalived")
@@ -159,8 +196,11 @@ async def _reboot_one(d: Deploy, report: PhaseReport, host: str, done: Rebooted)
         holder = await wait_vip_single_holder(d)
         d.ui.ok(holder, f"holds the VIP {d.topo.endpoint_host}")
     if h.is_node:
+        # The node's Ready condition can still be the one from before the reboot (it goes
+        # stale only after the controller's grace period): the kubelet answering its own
+        # health check on this boot comes first.
+        await _wait_active(d, host, "kubelet", check=KUBELET_HEALTHY)
         await wait_nodes_ready(d, [host])
-        await execute(d, report, [Action(host, "uncordon the node", lambda: drain.uncordon(d, host))])
 
 
 async def _reboot_and_reconnect(d: Deploy, host: str) -> float:
@@ -171,7 +211,10 @@ async def _reboot_and_reconnect(d: Deploy, host: str) -> float:
     start = time.monotonic()
     # --no-block: queue the reboot and return, so the command's answer comes back before
     # sshd stops (a lost connection here is the reboot under way, not an error)
-    await old.run("systemctl --no-block reboot", check=False, what="rebooting")
+    r = await old.run("systemctl --no-block reboot", check=False, what="rebooting")
+    if not r.ok and r.exit_status != 255:  # 255: the connection went with the reboot
+        raise HakubeError(f"{host}: `systemctl reboot` was refused: {(r.stderr or r.stdout).strip()}; "
+                          "nothing was rebooted, the hand-off before it stays (run `hakube up` to undo it)")
     await old.close()
     deadline = start + scaled(BACK_TIMEOUT)
     seen = "the machine did not go down"
@@ -186,24 +229,25 @@ async def _reboot_and_reconnect(d: Deploy, host: str) -> float:
             r = await conn.run(BOOT_MARK, check=False)
             if r.ok and r.stdout != mark:
                 d.conns[host] = conn
-                away = time.monotonic() - start
-                d.ui.ok(host, f"back from its reboot after {away:.1f} s")
-                return away
+                return time.monotonic() - start
             await conn.close()
             seen = "SSH still answers from the boot before the reboot"
     raise GateError(host, f"the machine back from its reboot within {scaled(BACK_TIMEOUT):.0f} s", seen,
                     hint="see the machine's console; once it is up, `hakube status` shows what did not come back")
 
 
-async def _wait_active(d: Deploy, host: str, unit: str) -> None:
+async def _wait_active(d: Deploy, host: str, unit: str, check: str = "") -> None:
+    """Gate: `unit` active on `host` after the reboot (and `check` passes, when given)."""
     deadline = time.monotonic() + scaled(UNIT_TIMEOUT)
     seen = "inactive"
+    command = f"systemctl is-active {unit}" + (f" && {check}" if check else "")
     while time.monotonic() < deadline:
-        r = await d.conns[host].run(f"systemctl is-active {unit}", check=False)
-        seen = r.stdout.strip() or "no answer"
+        r = await d.conns[host].run(command, check=False, timeout=10)
+        seen = (r.stdout.strip().splitlines() or ["no answer"])[0]
         if r.ok:
             return
         await asyncio.sleep(1)
-    raise GateError(host, f"{unit} active after the reboot within {scaled(UNIT_TIMEOUT):.0f} s", seen,
+    raise GateError(host, f"{unit} active{' and healthy' if check else ''} after the reboot within "
+                          f"{scaled(UNIT_TIMEOUT):.0f} s", seen,
                     await d.journal(host, unit), hint="is it enabled? `hakube up` enables it again")
 

@@ -94,9 +94,12 @@ class SSHConnector:
             if target.jump:
                 jump_conn = await _connect(target.jump, None)
             conn = await _connect(target, jump_conn)
-        except ConnectError:
-            raise
-        except Exception as e:  # asyncssh and OS errors: say which host and what to check
+        except BaseException as e:
+            if jump_conn is not None:  # (a reconnect loop must not pile up bastion connections)
+                jump_conn.close()
+            if isinstance(e, ConnectError) or not isinstance(e, Exception):
+                raise
+            # asyncssh and OS errors: say which host and what to check
             raise ConnectError(_explain(target, e)) from None
         if log:
             log.write(target.name, f"connected to {target.user}@{target.address}:{target.port}")

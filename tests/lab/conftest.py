@@ -132,17 +132,20 @@ SHARING = ("test_up.py", "test_up_chaos.py")
 _SHARED: dict = {}
 
 
-@pytest.fixture(scope="session")
-def default_lab(tmp_path_factory):
+@pytest.fixture(scope="module")
+def default_lab(request, tmp_path_factory):
     """The lab of test_up.py and test_up_chaos.py: 5 servers and 2 agents; yields (lab,
-    path of its cluster.yaml, naming all 7)."""
+    path of its cluster.yaml, naming all 7). Made by the first module that asks (a module
+    scope, not a session one: pytest would keep handing out a session value after the
+    hook below removed the lab), kept for the other, removed at the end of the session
+    at the latest."""
     if "lab" not in _SHARED:
         stack = ExitStack()
         _SHARED["lab"] = stack.enter_context(labkit.lab_cluster(
             DEFAULT_LAB, servers=5, agents=2, logs=tmp_path_factory.mktemp("evidence-default-lab")))
         _SHARED["stack"] = stack
-    yield _SHARED["lab"]
-    _close_default_lab()
+        request.session.config.add_cleanup(_close_default_lab)
+    return _SHARED["lab"]
 
 
 def _close_default_lab() -> None:

@@ -156,6 +156,9 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
 
 # ---- deploy facts: what the engine needs to run this component (engine/services.py) ----
 
+# curl: `hakube reboot` asks the kubelet's own health endpoint (loopback) whether this boot's
+# kubelet runs, before trusting the node's Ready condition
+PACKAGES = {"kubelet": ["curl"]}
 UNITS = (Unit("kubelet", ("kubelet",),
               (paths.CA_CRT, paths.KUBELET_CLIENT_CRT, paths.KUBELET_CLIENT_KEY, paths.KUBELET_SERVING_CRT,
                paths.KUBELET_SERVING_KEY), f"{paths.BIN}/kubelet", borrowed=(paths.KUBECONFIG_KUBELET,),

@@ -3,6 +3,8 @@ on exactly one host holding the VIP and the API answering through it with TLS ve
 
 from __future__ import annotations
 
+import asyncio
+
 from ...components import pacemaker
 from .. import services
 from ..changes import PhaseReport
@@ -37,6 +39,8 @@ async def phase_front_door(d: Deploy) -> None:
                 # the next one changes only once the VIP sits on exactly one host again, so
                 # two changes never overlap (a holder that restarts sends priority 0 and a
                 # peer takes over at once; that peer must not be changing too)
+                # (`systemctl reload` only signals: give it three adverts to take effect)
+                await asyncio.sleep(3 * cp.vip.advert_interval)
                 holder = await wait_vip_single_holder(d)
                 d.ui.ok(holder, f"holds the VIP {d.topo.endpoint_host} after {host}'s keepalived change")
         if cp.vip.provider == "pacemaker":

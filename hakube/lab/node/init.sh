@@ -25,7 +25,7 @@ set -eu
 # Every way out of this script before systemd takes over is exit 0: the machine restarts
 # on a non-zero exit (that is how a reboot from inside comes back: lab/machines.py), and a
 # machine that cannot boot must stay off, its console log saying why.
-trap 'exit 0' EXIT
+trap 'rc=$?; [ "$rc" = 0 ] || echo "hakube-init: stopped at exit code $rc before systemd started" >&2; exit 0' EXIT
 
 fail() {
     echo "hakube-init: $*" >&2
@@ -73,6 +73,8 @@ if [ "${1:-}" != --remount ]; then
         shared="$shared $dir"
     done
     [ -n "$shared" ] || exec /sbin/init
+    # (checked first: once exec'd, a failing unshare would exit non-zero past the trap)
+    unshare --cgroup true || fail "cannot make a cgroup namespace (unshare --cgroup)"
     # unshare(2) without fork: this process, PID 1, enters the new namespace
     # shellcheck disable=SC2086 # a list of folders without spaces
     exec unshare --cgroup /bin/sh "$0" --remount $shared
