@@ -90,6 +90,9 @@ def files_and_sockets(lab, machine: str) -> tuple[list[str], list[str]]:
     return files.splitlines(), sockets.splitlines()
 
 
+BOOT = "cut -d' ' -f22 /proc/1/stat"  # init's start time: new at every boot of a lab machine
+
+
 def up(spec: Path, dry_run: bool = False) -> Reporter:
     return asyncio.run(deploy_up(load(spec), dry_run=dry_run, ui=Reporter(quiet=True)))
 
