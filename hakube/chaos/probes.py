@@ -193,9 +193,21 @@ class Prober:
             "failed_but_present": sorted(failed & present),
         }
 
-    async def cleanup(self) -> None:
-        await self.client.delete(f"{self.api}/api/v1/namespaces/{NAMESPACE}/configmaps",
-                                 params={"labelSelector": f"hakube.dev/probe={self.run}"}, timeout=30)
+    async def cleanup(self) -> str:
+        """Delete this run's probe objects once they were read back; "" when done, else a
+        sentence saying what is left and how to delete it. (Housekeeping: a slow API, a
+        few thousand objects on 2 busy cores, must not turn a finished run into a failure.)"""
+        selector = f"hakube.dev/probe={self.run}"
+        try:
+            r = await self.client.delete(f"{self.api}/api/v1/namespaces/{NAMESPACE}/configmaps",
+                                         params={"labelSelector": selector}, timeout=120)
+            if r.status_code < 300:
+                return ""
+            why = f"HTTP {r.status_code}"
+        except httpx.HTTPError as e:
+            why = f"{type(e).__name__} {e}".strip()
+        return (f"the probe objects were not deleted ({why}); delete them with `kubectl -n {NAMESPACE} delete "
+                f"configmaps -l {selector}`")
 
 
 def _classify(r: httpx.Response) -> tuple[str, str]:

@@ -268,7 +268,9 @@ class Run:
                 if not isinstance(error, Exception):
                     raise error  # interrupted: the cluster is whole again, stop here
             counts = await _read_back(self.prober)
-            await self.prober.cleanup()
+            left = await self.prober.cleanup()
+            if left:
+                self.checks.append(left)
         h = self.prober.history
         start = self.fault_at if self.fault_at is not None else 0.0
         # outages are counted from the first probe on: before it, nothing was being asked
