@@ -50,7 +50,6 @@ UNIT_TIMEOUT = 60.0
 BOOT_MARK = "cat /proc/sys/kernel/random/boot_id; cut -d' ' -f22 /proc/1/stat"
 # the kubelet's own health endpoint (kubelet-config: healthzBindAddress 127.0.0.1, port 10248)
 KUBELET_HEALTHY = "curl -sf --max-time 3 http://127.0.0.1:10248/healthz >/dev/null"
-_AWAY: dict[str, float] = {}  # seconds each machine was away, from the reboot action to the run
 
 
 @dataclass
@@ -71,14 +70,10 @@ async def reboot(loaded: Loaded, hosts: list[str] | None = None, dry_run: bool =
     """Reboot `hosts` (default: every host of the spec) one at a time (see the module's
     docstring). HakubeError when refused, before the first machine goes down."""
     ui = ui or Reporter()
-    names = [h.name for h in loaded.cluster.spec.hosts]
-    unknown = [h for h in hosts or () if h not in names]
-    if unknown:
-        raise HakubeError(f"{', '.join(unknown)}: not in {loaded.source.name} (hosts there: {', '.join(names)}); "
-                          "name the hosts to reboot as the spec does")
+    targets = loaded.named(hosts, "name the hosts to reboot as the spec does")
     topo = derive(loaded.cluster)
     healthy = await healthy_members(topo)
-    no = {h: rebooting.refusals(topo, h, healthy) for h in (hosts or names)}
+    no = {h: rebooting.refusals(topo, h, healthy) for h in targets}
     no = {h: why for h, why in no.items() if why}
     if no:
         raise HakubeError("refusing to reboot: " + "; ".join(f"{h}: {'; '.join(why)}" for h, why in no.items())
@@ -89,7 +84,7 @@ async def reboot(loaded: Loaded, hosts: list[str] | None = None, dry_run: bool =
         if len(holders) > 1:
             raise HakubeError(f"refusing to reboot: {', '.join(holders)} all hold the VIP {d.topo.endpoint_host} "
                               "(see `hakube status`); fix that first. No machine was rebooted")
-        seq = rebooting.order(topo, hosts or names, holders[0] if holders else None, await _leader(d))
+        seq = rebooting.order(topo, targets, holders[0] if holders else None, await _leader(d))
         ui.info("reboot", f"order: {', '.join(seq)}")
         for i, host in enumerate(seq):
             if i and not dry_run:
@@ -101,8 +96,6 @@ async def reboot(loaded: Loaded, hosts: list[str] | None = None, dry_run: bool =
             with ui.phase(f"reboot {host}") as report:
                 await _reboot_one(d, report, host, done, last=seq[-1])
             done.hosts.append(host)
-            if host in _AWAY:
-                done.away_s[host] = _AWAY.pop(host)
     return done
 
 
@@ -119,7 +112,6 @@ async def _reboot_one(d: Deploy, report: PhaseReport, host: str, done: Rebooted,
     """Steps 1-3 of the module's docstring for `host`; `last`: the host that reboots last
     (etcd leadership is not handed to it, or it would move twice)."""
     h = d.host(host)
-    conn = d.conns[host]
     # The node first: a drain that a budget holds up fails before anything else changed
     # (and the node is put back as it was). An operator's own cordon is kept.
     cordoned_before = h.is_node and not d.dry_run and await drain.is_cordoned(d, host)
@@ -131,7 +123,7 @@ async def _reboot_one(d: Deploy, report: PhaseReport, host: str, done: Rebooted,
                 await drain.uncordon(d, host)
             raise
     try:
-        await _hand_off_reboot_and_gate(d, report, host, h, conn, last)
+        await _hand_off_reboot_and_gate(d, report, host, last, done)
     except HakubeError as e:
         if not h.is_node or d.dry_run:
             raise
@@ -144,7 +136,9 @@ async def _reboot_one(d: Deploy, report: PhaseReport, host: str, done: Rebooted,
             await execute(d, report, [Action(host, "uncordon the node", lambda: drain.uncordon(d, host))])
 
 
-async def _hand_off_reboot_and_gate(d: Deploy, report: PhaseReport, host: str, h, conn, last: str) -> None:
+async def _hand_off_reboot_and_gate(d: Deploy, report: PhaseReport, host: str, last: str, done: Rebooted) -> None:
+    h = d.host(host)
+    conn = d.conns[host]
     provider = d.loaded.cluster.spec.control_plane.vip.provider
     vip_unit = {"keepalived": "keepalived", "pacemaker": "pacemaker"}.get(provider) if host in d.topo.vip_hosts else None
     first: list[Action] = []
@@ -167,9 +161,8 @@ async def _hand_off_reboot_and_gate(d: Deploy, report: PhaseReport, host: str, h
         d.ui.ok(holder, f"holds the VIP {d.topo.endpoint_host}")
 
     async def go() -> None:
-        done_s = await _reboot_and_reconnect(d, host)
-        d.ui.ok(host, f"back from its reboot after {done_s:.1f} s")
-        _AWAY[host] = done_s
+        done.away_s[host] = await _reboot_and_reconnect(d, host)
+        d.ui.ok(host, f"back from its reboot after {done.away_s[host]:.1f} s")
     await execute(d, report, [Action(host, "reboot the machine and wait until SSH answers from the new boot", go,
                                      announce=True)])
     if d.dry_run:

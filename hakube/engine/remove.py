@@ -73,12 +73,8 @@ async def healthy_members(topo: Topology) -> set[str]:
 async def remove(loaded: Loaded, hosts: list[str], dry_run: bool = False, ui: Reporter | None = None) -> Removed:
     """Take `hosts` out of the cluster (see the module's docstring). HakubeError when refused."""
     ui = ui or Reporter()
-    names = [h.name for h in loaded.cluster.spec.hosts]
-    unknown = [h for h in hosts if h not in names]
-    if unknown:
-        raise HakubeError(f"{', '.join(unknown)}: not in {loaded.source.name} (hosts there: {', '.join(names)}); "
-                          "name the hosts to remove as the spec does, and keep them in it until remove is done")
-    hosts = [h for h in names if h in hosts]  # the spec's order, each once
+    hosts = loaded.named(hosts, "name the hosts to remove as the spec does, and keep them in it until remove "
+                                "is done")
     now = derive(loaded.cluster)
     rest = without(loaded, hosts)
     problems = [f"{p.path}: {p.message}" for p in validate(rest.cluster, base=loaded.source.parent)

@@ -252,11 +252,7 @@ async def reset(loaded: Loaded, hosts: list[str] | None = None, dry_run: bool = 
     those hosts no longer count as its members (else a HakubeError that says to `remove`)."""
     ui = ui or Reporter()
     names = [h.name for h in loaded.cluster.spec.hosts]
-    unknown = [h for h in hosts or () if h not in names]
-    if unknown:
-        raise HakubeError(f"{', '.join(unknown)}: not in {loaded.source.name} (hosts there: {', '.join(names)}); "
-                          "reset works on the hosts the spec names")
-    targets = [h for h in names if hosts is None or h in hosts]
+    targets = loaded.named(hosts, "reset works on the hosts the spec names")
     if len(targets) < len(names):
         members = await still_in_cluster(loaded, targets)
         if members:

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..errors import HakubeError
 from .model import API_VERSION, KIND, Cluster
 from .parse import parse, read
 from .problems import Problem, SpecError, format_path
@@ -42,6 +43,16 @@ class Loaded:
         cluster = self.cluster.model_copy(update={"spec": spec.model_copy(
             update={"hosts": [h for h in spec.hosts if keep(h)]})})
         return Loaded(cluster, self.source, self.warnings)
+
+    def named(self, hosts: list[str] | None, fix: str) -> list[str]:
+        """`hosts` (None: every host) in the spec's order, each once; a HakubeError naming
+        the ones the spec does not have, the hosts it does, and `fix`."""
+        names = [h.name for h in self.cluster.spec.hosts]
+        unknown = [h for h in hosts or () if h not in names]
+        if unknown:
+            raise HakubeError(f"{', '.join(unknown)}: not in {self.source.name} (hosts there: {', '.join(names)}); "
+                              + fix)
+        return [h for h in names if hosts is None or h in hosts]
 
     def resolve(self, p: Path | None) -> Path | None:
         """A path from the spec, with ~ expanded, relative to the spec file's folder."""
