@@ -20,6 +20,8 @@ APT_PACKAGES=(
   golang-go rsync dpkg-dev gcc libc6-dev
   # probes and checks from this host; ping runs keepalived's majority check in unit tests
   etcd-client curl iputils-ping
+  # `hakube backup` restores every snapshot into a scratch etcd here to verify it
+  etcd-server
   # the chaos report is checked in headless Chromium
   chromium
 )
@@ -38,6 +40,11 @@ if ((${#missing[@]})); then
   trap '[ $created_policy = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # etcd-server's own service is not wanted: hakube only runs the binary, on loopback, to
+  # verify backups. Keep it from starting at the next boot (no-op where systemd is not PID 1).
+  if [[ " ${missing[*]} " == *" etcd-server "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now etcd.service >/dev/null 2>&1 || true
+  fi
 fi
 
 echo "setup: installing hakube (pip, editable, with test extras)"

@@ -16,4 +16,5 @@ fi
 echo "== preparing the lab (node image, offline Kubernetes binaries; cached)"
 hakube lab prepare
 echo "== lab tests"
-python3 -m pytest -m lab -q -p no:cacheprovider "$@"
+# the slowest tests are listed at the end (with the time per module): the budget stays visible
+python3 -m pytest -m lab -q -p no:cacheprovider --durations=15 "$@"

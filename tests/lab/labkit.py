@@ -124,16 +124,26 @@ def etcd_machines(lab) -> list:
     return [m for m in lab.machines if m.role == "etcd"] or [m for m in lab.machines if m.role == "server"]
 
 
-def etcd_members(lab, cluster: str) -> list[dict]:
-    """`etcdctl member list` over TLS from this machine, against every member."""
+def etcdctl(lab, cluster: str, *args: str, every: bool = False) -> str:
+    """etcdctl over TLS from this machine with the health-check client, against one
+    member (`every`: all of them); its stdout."""
     p = pki(cluster)
-    eps = ",".join(f"https://{m.address}:2379" for m in etcd_machines(lab))
+    eps = ",".join(f"https://{m.address}:2379" for m in etcd_machines(lab)[:None if every else 1])
     r = subprocess.run(["etcdctl", f"--endpoints={eps}", f"--cacert={p / 'etcd-ca.crt'}",
                         f"--cert={p / 'etcd-healthcheck-client.crt'}", f"--key={p / 'etcd-healthcheck-client.key'}",
-                        "member", "list", "-w", "json"], capture_output=True, text=True,
-                       env={**os.environ, "ETCDCTL_API": "3"}, timeout=30)
+                        *args], capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"}, timeout=60)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return r.stdout
+
+
+def etcd_members(lab, cluster: str) -> list[dict]:
+    """`etcdctl member list` over TLS from this machine, against every member."""
+    return json.loads(etcdctl(lab, cluster, "member", "list", "-w", "json", every=True))
+
+
+def etcd_status(lab, cluster: str) -> list[dict]:
+    """`etcdctl endpoint status` of every member (Endpoint, Status.leader, ...)."""
+    return json.loads(etcdctl(lab, cluster, "endpoint", "status", "-w", "json", every=True))
 
 
 def etcd_raw(lab, cluster: str, key: str) -> bytes:

@@ -175,6 +175,5 @@ def test_existing_etcd_is_checked_first_then_used(cluster, tmp_path) -> None:
     assert all(m.healthy for m in st.etcd)
     report = labkit.up(right)
     assert report.changed == 0, [c for p in report.phases for c in p.changes]
-    (trial,) = asyncio.run(run_scenario(load(right), "crash-two-servers", trials=1, lab=NAME))
-    assert trial.ok, trial.verdict
-    assert trial.lost == 0 and trial.phantom == 0 and trial.failed_but_present == 0
+    # (the write probes above ran through the existing etcd; crash-two-servers on this
+    # layout ran in test_scenario_loses_nothing: a second trial belongs in bench/)

@@ -32,9 +32,11 @@ pytestmark = pytest.mark.lab
 NAME = DEFAULT_LAB
 
 # the scenarios whose fault leaves the cluster visibly degraded while it lasts
-DEGRADED_DURING = {"crash-vip-holder", "crash-vip-holder-follower", "crash-etcd-leader", "stop-lb-on-vip-holder",
+DEGRADED_DURING = {"crash-vip-holder", "crash-etcd-leader", "stop-lb-on-vip-holder",
                    "crash-agent", "partition-server", "lose-quorum"}
-SCENARIOS = ["crash-vip-holder", "crash-vip-holder-follower", "crash-etcd-leader", "stop-lb-on-vip-holder",
+# crash-vip-holder-follower is crash-vip-holder's code with the leader elsewhere: that path
+# runs in test_layouts (crash-lb-host), its figures in bench/failover.py
+SCENARIOS = ["crash-vip-holder", "crash-etcd-leader", "stop-lb-on-vip-holder",
              "crash-agent", "partition-server", "lose-quorum", "rolling-restart", "full-restart"]
 
 
