@@ -106,6 +106,11 @@ class Topology:
         return self.cluster.spec.datastore
 
     @property
+    def backup(self):
+        """spec.backup: scheduled etcd snapshots on the etcd hosts (None: off)."""
+        return self.cluster.spec.backup
+
+    @property
     def control_plane(self):
         """spec.controlPlane: endpoint, VIP and load balancer settings."""
         return self.cluster.spec.control_plane
@@ -325,6 +330,8 @@ def _components(c: Cluster, h: Host, lb_hosts: tuple[str, ...], vip_hosts: tuple
     if h.name in vip_hosts:
         out += {"keepalived": ["keepalived"], "pacemaker": ["corosync", "pacemaker"],
                 "kube-vip": ["kube-vip"]}.get(cp.vip.provider, [])
+    if s.backup is not None and "etcd" in out:
+        out.append("etcd-backup")
     mon = s.addons.monitoring
     if mon.enabled:
         out.append("node-exporter")

@@ -4,6 +4,7 @@ from importlib import import_module
 
 NAMES = [
     "etcd",
+    "etcd_backup",
     "kube_apiserver",
     "kube_controller_manager",
     "kube_scheduler",

@@ -8,5 +8,5 @@ CLUSTER_UNITS = (
     "containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
     "hakube-pod-routes", "haproxy", "nginx", "corosync", "pacemaker", "keepalived", "k3s", "k3s-agent",
     "prometheus-node-exporter", "prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter",
-    "hakube-vip-presence.timer",
+    "hakube-vip-presence.timer", "hakube-etcd-backup.timer",
 )

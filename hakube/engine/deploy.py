@@ -24,6 +24,7 @@ from .steps.etcd import phase_etcd, phase_existing_etcd
 from .steps.front_door import phase_front_door
 from .steps.host import phase_binaries, phase_facts, phase_packages, phase_pki
 from .steps.kubeconfig import phase_kubeconfig
+from .steps.backups import phase_backups
 from .steps.monitoring import phase_monitoring
 from .steps.nodes import phase_nodes
 from .ui import Reporter
@@ -42,6 +43,7 @@ PIPELINE = [
     phase_nodes,          # containerd, pod network, kubelet, kube-proxy; agents in parallel; gated on Ready
     phase_addons,         # hakube's RBAC, HA CoreDNS, monitoring RBAC, dashboard, ingress, MetalLB
     phase_monitoring,     # node exporter, VIP presence, Prometheus + Alertmanager (when enabled)
+    phase_backups,        # the scheduled etcd snapshots (spec.backup), the first one taken now
 ]
 
 

@@ -133,6 +133,7 @@ def record_command(c: Candidates, known: Before) -> str | None:
 
 # Newest layer first: what depends on a unit stops before it.
 STOP_ORDER = (
+    "hakube-etcd-backup.timer", "hakube-etcd-backup.service",
     "hakube-vip-presence.timer", "hakube-vip-presence.service", "prometheus-blackbox-exporter",
     "prometheus-alertmanager", "prometheus", "prometheus-node-exporter",
     "kube-proxy", "kubelet", "containerd", "hakube-pod-routes",
@@ -151,6 +152,8 @@ def host_units(h: HostPlan, rendered: set[str]) -> list[str]:
         mine.add(services.POD_ROUTES.unit)
     if services.VIP_PRESENCE.borrowed[0] in rendered:
         mine |= {services.VIP_PRESENCE.unit, "hakube-vip-presence.service"}
+    if h.runs("etcd-backup"):
+        mine |= {services.ETCD_BACKUP.unit, "hakube-etcd-backup.service"}
     return [u for u in STOP_ORDER if u in mine]
 
 

@@ -33,3 +33,4 @@ KUBELET, KUBE_PROXY = UNITS["kubelet"], UNITS["kube-proxy"]
 # the monitoring services, each with the host component that runs it
 MONITORING = [(u.needs, u) for u in UNITS.values() if u.needs]
 VIP_PRESENCE = UNITS["hakube-vip-presence.timer"]
+ETCD_BACKUP = UNITS["hakube-etcd-backup.timer"]

@@ -668,6 +668,29 @@ class KubernetesOptions(Model):
     )
 
 
+# How often every etcd host's timer fires, aligned to the clock (so every member's timer
+# fires at the same moment and only the leader's run takes the snapshot): a number of
+# minutes that divides an hour, or of hours that divides a day.
+BACKUP_SCHEDULES = tuple(f"{m}m" for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)) + \
+    tuple(f"{h}h" for h in (1, 2, 3, 4, 6, 8, 12, 24))
+
+
+def _backup_schedule(v: str) -> str:
+    if v not in BACKUP_SCHEDULES:
+        raise bad(f"{v!r} is not a backup schedule",
+                  "give minutes that divide an hour or hours that divide a day: " + ", ".join(BACKUP_SCHEDULES))
+    return v
+
+
+BackupSchedule = Annotated[str, AfterValidator(_backup_schedule)]
+
+
+class Backup(Model):
+    """Scheduled etcd snapshots on the etcd hosts (`hakube backup` takes one to this machine)."""
+    schedule: BackupSchedule = Field("12h", description="How often, aligned to the clock: 30m, 1h, 12h, 24h, ...")
+    retention: int = Field(5, ge=1, le=1000, description="Snapshots each host keeps (the newest).")
+
+
 class ClusterSpec(Model):
     distribution: Distribution
     ssh: SSH = Field(default_factory=SSH)
@@ -676,6 +699,7 @@ class ClusterSpec(Model):
     datastore: Datastore = Field(default_factory=Datastore)
     network: Network
     addons: Addons = Field(default_factory=Addons)
+    backup: Backup | None = Field(None, description="Scheduled etcd snapshots on the etcd hosts; off when absent.")
     k3s: K3sOptions | None = None
     kubernetes: KubernetesOptions | None = None
 

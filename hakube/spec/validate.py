@@ -249,6 +249,9 @@ def distribution_options(c: Cluster, base: Path) -> Iterator[Problem]:
         if s.datastore.etcd.model_fields_set and s.datastore.type == "external":
             yield Problem("spec.datastore.etcd", "etcd tuning applies to embedded etcd only",
                           "remove it when the datastore is external")
+    if s.backup is not None and (s.distribution.name != "kubernetes" or s.datastore.type == "external"):
+        yield Problem("spec.backup", "scheduled backups are of hakube's own etcd (the kubernetes distribution, "
+                      "datastore etcd)", "remove spec.backup: k3s and an existing etcd keep their own snapshots")
 
 
 def datastore(c: Cluster, base: Path) -> Iterator[Problem]:

@@ -26,6 +26,7 @@ import httpx
 from cryptography import x509
 
 from .. import state
+from ..components import etcd_backup
 from ..facts import etcd as etcd_facts
 from ..facts import haproxy as haproxy_facts
 from ..facts import kube
@@ -91,6 +92,16 @@ class CoreDNSPod:
 
 
 @dataclass
+class BackupSeen:
+    """The last scheduled etcd snapshot one etcd host took (none: it never led at a tick)."""
+    host: str
+    name: str = ""
+    age_s: int | None = None    # seconds since it was taken; None: this host has none
+    bytes: int | None = None
+    error: str = ""             # the host did not answer
+
+
+@dataclass
 class Status:
     cluster: str
     endpoint: str
@@ -107,6 +118,9 @@ class Status:
     # the certificate of the state directory that expires first, and in how many days
     cert_first_expiry: str = ""
     cert_expiry_days: int | None = None
+    # spec.backup: its period in seconds (None: no scheduled backups) and each etcd host's last
+    backup_every_s: int | None = None
+    backups: list[BackupSeen] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -142,7 +156,7 @@ class Status:
     def from_facts(cls, d: dict) -> Status:
         """A Status from gathered facts as `as_dict` writes them (no verdict: `judge` adds it)."""
         kinds = {"etcd": EtcdMemberStatus, "vip_members": VipMember, "backends": Backend,
-                 "apiservers": Apiserver, "nodes": Node, "coredns": CoreDNSPod}
+                 "apiservers": Apiserver, "nodes": Node, "coredns": CoreDNSPod, "backups": BackupSeen}
         fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__
                   and k not in ("problems", "notes")}
         for key, kind in kinds.items():
@@ -275,6 +289,31 @@ def standby(backends: list[Backend], members: Sequence[VipMember], provider: str
             if b.state == "NO-STATS" and b.lb not in holders else b for b in backends]
 
 
+async def _backups(hosts: list[str], conns: dict[str, Connector]) -> list[BackupSeen]:
+    """Each etcd host's last scheduled snapshot (its `last-success`: epoch, bytes, name)."""
+    async def one(h: str) -> BackupSeen:
+        c = conns.get(h)
+        if c is None:
+            return BackupSeen(h, error="unreachable")
+        r = await c.run(f"cat {etcd_backup.LAST_SUCCESS} 2>/dev/null; echo; date +%s", check=False, timeout=5)
+        lines = [ln.split() for ln in r.stdout.splitlines() if ln.strip()]
+        if r.exit_status == 255 or not lines:
+            return BackupSeen(h, error="unreachable")
+        now = int(lines[-1][0])
+        if len(lines) < 2 or len(lines[0]) != 3 or not lines[0][0].isdigit():
+            return BackupSeen(h)
+        taken, size, name = lines[0]
+        return BackupSeen(h, name, max(0, now - int(taken)), int(size) if size.isdigit() else None)
+
+    return list(await asyncio.gather(*(one(h) for h in hosts)))
+
+
+def _age(s: int) -> str:
+    if s < 120:
+        return f"{s} s"
+    return f"{s // 3600} h" if s >= 7200 or s % 3600 == 0 else f"{s // 60} min"
+
+
 async def _alerts(topo: Topology, st: Status) -> None:
     mon = [h.name for h in topo.hosts if "prometheus" in h.components]
     async with httpx.AsyncClient(timeout=2) as c:
@@ -316,7 +355,8 @@ async def gather(loaded: Loaded) -> Status:
         st.problems.append(f"no certificates in {sdir}: the cluster was not deployed from this machine (hakube up)")
         return st
     st.cert_first_expiry, st.cert_expiry_days = _first_expiry(sdir / "pki")
-    ssh_hosts = sorted(set(topo.vip_hosts) | set(topo.lb_hosts))
+    backup_hosts = [h.name for h in topo.hosts if h.runs("etcd-backup")]
+    ssh_hosts = sorted(set(topo.vip_hosts) | set(topo.lb_hosts) | set(backup_hosts))
     external = topo.datastore.type == "external"
     etcd_tls = external_etcd_client(loaded) if external else etcd_client(sdir)
     async with api_client(sdir) as api, etcd_tls as etcdc:
@@ -329,6 +369,9 @@ async def gather(loaded: Loaded) -> Status:
     try:
         st.vip_members, st.backends = await _ssh_views(topo, conns, spec.control_plane.vip.provider,
                                                        spec.control_plane.load_balancer.provider)
+        if spec.backup is not None:
+            st.backup_every_s = etcd_backup.seconds(spec.backup.schedule)
+            st.backups = await _backups(backup_hosts, conns)
     finally:
         await asyncio.gather(*(c.close() for c in conns.values()), return_exceptions=True)
     if spec.addons.monitoring.enabled:
@@ -451,6 +494,29 @@ def judge(st: Status, vip_hosts: Sequence[str], named: set[str] | None = None) -
     if st.cert_expiry_days is not None and st.cert_expiry_days < CERT_WARNING_DAYS:
         p.append(f"certificate {st.cert_first_expiry} expires in {st.cert_expiry_days} days "
                  "(`hakube certs` lists every certificate; automatic renewal is not there yet)")
+    if st.backup_every_s is not None and st.backups:
+        _judge_backups(st)
+
+
+def _judge_backups(st: Status) -> None:
+    """The newest scheduled snapshot of the cluster: noted with its age; older than twice
+    the schedule (or none at all, every etcd host answering) is a fault, as the alert
+    EtcdBackupStale says. A host that does not answer may hold the newest: no verdict."""
+    taken = [b for b in st.backups if b.age_s is not None]
+    silent = [b.host for b in st.backups if b.error]
+    every = st.backup_every_s or 0
+    if not taken:
+        if not silent:
+            st.problems.append("no scheduled etcd backup on any etcd host: `hakube up` takes the first one; see "
+                               "`journalctl -u hakube-etcd-backup` there")
+        return
+    newest = min(taken, key=lambda b: b.age_s or 0)
+    age = newest.age_s or 0
+    st.notes.append(f"newest scheduled etcd backup: {newest.name} on {newest.host}, {_age(age)} ago "
+                    f"(every {_age(every)})")
+    if age > 2 * every and not silent:
+        st.problems.append(f"the newest scheduled etcd backup is {_age(age)} old, over twice the schedule "
+                           f"({_age(every)}): see `journalctl -u hakube-etcd-backup` on the etcd leader")
 
 
 def _short(e: Exception) -> str:

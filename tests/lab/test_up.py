@@ -14,6 +14,7 @@ the first `up`, deployed again from scratch. One lab for all: each cluster costs
 from __future__ import annotations
 
 import subprocess
+import time
 import sys
 
 import pytest
@@ -254,8 +255,9 @@ def test_wiped_etcd_member_rejoins_the_same_cluster(cluster) -> None:
 
 
 # the settings the rolling change leaves; every later spec of this module keeps them
+# (and scheduled backups: the rolling change adds them, its last step takes the first one)
 ROLLED = dict(datastore={"etcd": {"electionTimeoutMs": 1200}}, kubernetes={"apiserverExtraArgs": {"event-ttl": "2h"}},
-              vip={"advertInterval": 0.4})
+              vip={"advertInterval": 0.4}, backup={"schedule": "1h", "retention": 2})
 
 
 def rolled(spec, name: str, *without: str):
@@ -355,6 +357,44 @@ def test_rolling_change_hands_off_and_loses_no_write(cluster, tmp_path) -> None:
     assert "election-timeout: 1200" in labkit.ssh(lab, "server-1", "cat /etc/etcd/etcd.conf.yml").stdout
     assert labkit.up(changed).changed == 0
     assert (tmp_path / "report" / "index.html").exists() and "phase control plane" in steps
+
+
+def test_scheduled_backups_are_taken_only_by_the_leader_and_keep_their_retention(cluster) -> None:
+    """spec.backup (added by the rolling change): a timer on every server at the same
+    instants; run on all three, three times, only the etcd leader takes snapshots, and keeps
+    the newest 2; status shows the newest."""
+    lab, spec = cluster
+    three = rolled(spec, "rolled")
+    count = "ls -1 /var/lib/hakube/etcd-backups | grep -c '^etcd-.*[.]db$' || true"
+
+    def counts() -> dict[str, int]:
+        return {s: int(labkit.ssh(lab, s, count).stdout.strip() or 0) for s in SERVERS}
+
+    assert sum(counts().values()) == 1, counts()  # the first, taken by the up that added them
+    for s in SERVERS:
+        assert labkit.ssh(lab, s, "systemctl is-active hakube-etcd-backup.timer; systemctl is-enabled "
+                                  "hakube-etcd-backup.timer").stdout.split() == ["active", "enabled"]
+    by_address = {str(lab.machine(s).address): s for s in SERVERS}
+    for _ in range(3):
+        for s in SERVERS:
+            labkit.ssh(lab, s, "systemctl start hakube-etcd-backup.service")
+        time.sleep(1.1)  # snapshot names carry the second
+    [leader] = [by_address[e["Endpoint"].split("//")[1].split(":")[0]] for e in labkit.etcd_status(lab, NAME)
+                if e["Status"]["leader"] == e["Status"]["header"]["member_id"]]
+    kept = counts()
+    assert kept[leader] == 2 and sum(kept.values()) <= 3, kept
+    others = [s for s in SERVERS if s != leader]
+    for s in others:
+        log = labkit.ssh(lab, s, "journalctl -u hakube-etcd-backup.service -o cat --no-pager").stdout
+        assert "not the etcd leader" in log
+    newest = labkit.ssh(lab, leader, "ls -1 /var/lib/hakube/etcd-backups/etcd-*.db | sort | tail -1").stdout.strip()
+    assert labkit.ssh(lab, leader, f"stat -c %a {newest} /var/lib/hakube/etcd-backups").stdout.split() == ["600", "700"]
+    restored = labkit.ssh(lab, leader, f"ETCDCTL_API=3 etcdctl snapshot status {newest} -w json").stdout
+    assert labkit.json.loads(restored)["revision"] > 0
+    st = status(three)
+    assert st["healthy"], st["verdict"]
+    assert any(n.startswith("newest scheduled etcd backup: etcd-" + leader) for n in st["notes"]), st["notes"]
+    assert labkit.up(three).changed == 0
 
 
 # ---- day 2, under the write probes --------------------------------------------------------

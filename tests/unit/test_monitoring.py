@@ -75,7 +75,9 @@ VARIANTS = {
     "dedicated": _edit(_both(_set("controlPlane.loadBalancer.placement", "dedicated"), _hosts(add=(
         {"name": "lb-1", "address": "10.0.0.31", "roles": ["loadbalancer"]},
         {"name": "lb-2", "address": "10.0.0.32", "roles": ["loadbalancer"]})))),
-    "k3s": _edit(_set("distribution", {"name": "k3s", "version": "v1.30.5+k3s1"})),
+    # (scheduled backups are of hakube's own etcd: not with k3s)
+    "k3s": _edit(_both(_set("distribution", {"name": "k3s", "version": "v1.30.5+k3s1"}),
+                       lambda s: s.pop("backup"))),
     "one-server": _edit(_hosts(keep=("server-1", "agent-1"))),
     "five-servers": _edit(_hosts(add=(
         {"name": "server-4", "address": "10.0.0.14", "roles": ["server"]},

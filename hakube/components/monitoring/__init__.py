@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ... import paths
 from ..base import File, RenderContext, Unit, regex_escape, template
 from ...topology import HostPlan, Topology
-from .. import haproxy
+from .. import etcd_backup, haproxy
 
 # The CN of the client certificate Prometheus and the blackbox exporter present to the
 # apiservers; the RBAC manifest below grants this user what they read.
@@ -132,6 +132,8 @@ class MonitoringConfig:
     vip_units: tuple[str, ...]  # systemd units every VIP host must run (empty: kube-vip)
     quorum: int
     tolerated_failures: int
+    backup_schedule: str | None = None  # spec.backup's schedule (None: no scheduled backups)
+    backup_every_s: int | None = None
 
     @property
     def servers(self) -> int:
@@ -216,12 +218,14 @@ def config_for(topo: Topology) -> MonitoringConfig:
         vip_units=VIP_UNITS.get(cp.vip.provider, ()) if topo.vip_hosts else (),
         quorum=topo.quorum,
         tolerated_failures=topo.etcd_tolerated_failures,  # the etcd rules speak of etcd members
+        backup_schedule=topo.backup.schedule if topo.backup else None,
+        backup_every_s=etcd_backup.seconds(topo.backup.schedule) if topo.backup else None,
     )
 
 
 _FILES = dict(prometheus_config=PROMETHEUS_CONFIG, rules=RULES, alertmanager_config=ALERTMANAGER_CONFIG,
               blackbox_config=BLACKBOX_CONFIG, vip_script=VIP_SCRIPT, vip_service=VIP_SERVICE,
-              vip_textfile=VIP_TEXTFILE)
+              vip_textfile=VIP_TEXTFILE, backup_textfile=etcd_backup.TEXTFILE, backup_metric=etcd_backup.METRIC)
 _PORTS = dict(prometheus=PROMETHEUS_PORT, alertmanager=ALERTMANAGER_PORT,
               alertmanager_cluster=ALERTMANAGER_CLUSTER_PORT, node=NODE_EXPORTER_PORT,
               blackbox=BLACKBOX_PORT, etcd=ETCD_CLIENT_PORT)
