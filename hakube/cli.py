@@ -552,6 +552,47 @@ def backup(
 
 
 @app.command()
+def restore(
+    file: Path = SpecFile,
+    backup_dir: Path = typer.Argument(..., metavar="BACKUP", help="A backup folder (`hakube backup --list`).",
+                                      show_default=False),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask before rebuilding etcd from the backup."),
+    force: bool = typer.Option(False, "--force", help="Restore even though etcd still has quorum (every write "
+                                                      "since the backup is lost)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show every step; change nothing."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Disaster recovery: rebuild every etcd member from a backup, as a new cluster (new
+    cluster ID, the same members), then bring the control plane back one server at a time.
+
+    For a cluster that lost etcd's quorum for good. Refused while etcd has quorum unless
+    --force (a restore throws away every write since the backup). The old data is removed
+    from every member, so none can form a second cluster. `hakube up` afterwards changes nothing.
+
+    Example: hakube restore cluster.yaml ~/.local/share/hakube/clusters/homelab/backups/homelab-20261202T180632Z --dry-run
+    """
+    from .engine.restore import restore as restore_cluster
+    from .engine.ui import Reporter
+
+    loaded = _load(file, quiet=as_json)
+    if not backup_dir.exists():
+        raise HakubeError(f"{backup_dir}: no such backup (hakube backup {file} --list shows them)")
+    _confirm(yes or dry_run, as_json, f"restore rebuilds every etcd member of {loaded.cluster.name} from "
+             f"{backup_dir}, losing every write since", f"Rebuild etcd of {loaded.cluster.name} from {backup_dir}?")
+    ui = Reporter(console=err if as_json else out, quiet=as_json)
+    _, done = _operate(loaded, "restore", lambda: restore_cluster(loaded, backup_dir, force, dry_run, ui), ui,
+                       False, None, as_json, dry_run, extra=lambda r: r.as_dict() if r else {})
+    if as_json:
+        return
+    out.print(ui.summary(dry_run))
+    if dry_run:
+        out.print(f"{ui.changed} change(s) planned; run without --dry-run to apply them")
+    else:
+        out.print(f"[green]restored[/green] {loaded.cluster.name} from {backup_dir} (revision {done.revision}): "
+                  f"etcd cluster {done.cluster_id} on {', '.join(done.members)}; `hakube status {file}` shows it")
+
+
+@app.command()
 def kubeconfig(
     file: Path = SpecFile,
     output: Optional[Path] = typer.Option(None, "-o", "--output",

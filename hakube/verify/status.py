@@ -99,6 +99,7 @@ class BackupSeen:
     age_s: int | None = None    # seconds since it was taken; None: this host has none
     bytes: int | None = None
     error: str = ""             # the host did not answer
+    installed: bool = True      # its timer is there (False: cluster.yaml asks for it, `up` has not run)
 
 
 @dataclass
@@ -295,15 +296,19 @@ async def _backups(hosts: list[str], conns: dict[str, Connector]) -> list[Backup
         c = conns.get(h)
         if c is None:
             return BackupSeen(h, error="unreachable")
-        r = await c.run(f"cat {etcd_backup.LAST_SUCCESS} 2>/dev/null; echo; date +%s", check=False, timeout=5)
+        r = await c.run(f"cat {etcd_backup.LAST_SUCCESS} 2>/dev/null; echo; date +%s; "
+                        f"test -e {etcd_backup.TIMER} && echo installed", check=False, timeout=5)
         lines = [ln.split() for ln in r.stdout.splitlines() if ln.strip()]
-        if r.exit_status == 255 or not lines:
+        installed = lines[-1:] == [["installed"]]
+        lines = lines[:-1] if installed else lines
+        if r.exit_status == 255 or not lines or not lines[-1][0].isdigit():
             return BackupSeen(h, error="unreachable")
         now = int(lines[-1][0])
         if len(lines) < 2 or len(lines[0]) != 3 or not lines[0][0].isdigit():
-            return BackupSeen(h)
+            return BackupSeen(h, installed=installed)
         taken, size, name = lines[0]
-        return BackupSeen(h, name, max(0, now - int(taken)), int(size) if size.isdigit() else None)
+        return BackupSeen(h, name, max(0, now - int(taken)), int(size) if size.isdigit() else None,
+                          installed=installed)
 
     return list(await asyncio.gather(*(one(h) for h in hosts)))
 
@@ -504,9 +509,13 @@ def _judge_backups(st: Status) -> None:
     EtcdBackupStale says. A host that does not answer may hold the newest: no verdict."""
     taken = [b for b in st.backups if b.age_s is not None]
     silent = [b.host for b in st.backups if b.error]
+    missing = [b.host for b in st.backups if not b.error and not b.installed]
     every = st.backup_every_s or 0
+    if missing:
+        st.notes.append(f"scheduled etcd backups are in cluster.yaml but not on {', '.join(missing)} yet: "
+                        "`hakube up` installs them")
     if not taken:
-        if not silent:
+        if not silent and not missing:
             st.problems.append("no scheduled etcd backup on any etcd host: `hakube up` takes the first one; see "
                                "`journalctl -u hakube-etcd-backup` there")
         return

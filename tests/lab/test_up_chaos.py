@@ -95,8 +95,9 @@ def test_scenario_loses_nothing_and_recovers(cluster, reports, scenario) -> None
 
 # On real hosts chaos breaks machines over SSH (firewall, SIGKILL, systemctl); to that
 # driver lab machines are just hosts. The same promises hold.
-SSH_SCENARIOS = {"crash-vip-holder": "emulated over SSH", "partition-server": "with its firewall",
-                 "rolling-restart": "cluster units on"}
+# (rolling-restart over SSH stops and starts the same units as the crash emulation: its
+# lab form above restarts whole machines)
+SSH_SCENARIOS = {"crash-vip-holder": "emulated over SSH", "partition-server": "with its firewall"}
 
 
 @pytest.mark.parametrize("scenario", sorted(SSH_SCENARIOS))

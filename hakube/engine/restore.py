@@ -1,0 +1,162 @@
+"""`hakube restore`: disaster recovery from a `hakube backup`, without a fork.
+
+For a cluster that lost etcd's quorum for good (two of three members' data gone), every
+member is rebuilt from one snapshot as a new etcd cluster: new cluster ID, the same
+member names and addresses, so every apiserver, certificate and `etcd.conf.yml` stays as
+it is and `hakube up` afterwards changes nothing.
+
+1. refuse while the cluster still has quorum (the restore throws away every write since
+   the backup) unless --force; check the backup's sha256 here before anything changes;
+2. copy the snapshot to every etcd host, checked by its sha256 there;
+3. stop the control plane on every server, then etcd on every etcd host: nothing may
+   write into the old data, and no old member may keep running beside the new cluster;
+4. on every etcd host: remove the old data (none stays behind that could form a second
+   cluster), `etcdctl snapshot restore` with every member in `--initial-cluster` and a
+   token of this restore (so the cluster ID is new), owned by etcd; start all members
+   together (each needs the others for quorum) and gate on every one healthy and on one
+   cluster ID;
+5. start the control plane one server at a time, each apiserver gated on /readyz; then
+   the nodes' kubelets, which reconnect by themselves, are awaited Ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import paths
+from ..backup import api as backups
+from ..components import etcd as etcd_component
+from ..errors import HakubeError
+from ..facts import etcd as etcd_facts
+from ..hashing import file_sha256
+from ..spec import Loaded
+from ..topology import derive
+from .context import Deploy, GateError, session
+from .gates import wait_apiserver_ready, wait_etcd_healthy, wait_nodes_ready
+from .plan import Action, execute
+from .remove import healthy_members
+from .ui import Reporter
+
+STAGED = f"{paths.STATE_DIR}/restore/snapshot.db"
+CONTROL_PLANE = ("kube-scheduler", "kube-controller-manager", "kube-apiserver")
+
+
+@dataclass
+class Restored:
+    backup: str = ""
+    revision: int = 0
+    cluster_id: str = ""
+    members: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"backup": self.backup, "revision": self.revision, "clusterId": self.cluster_id,
+                "members": self.members}
+
+
+def refusal(loaded: Loaded, healthy: set[str], force: bool) -> str | None:
+    """Why not to restore now (None: go). Pure."""
+    topo = derive(loaded.cluster)
+    if topo.distribution != "kubernetes" or topo.datastore.type == "external":
+        return "restore rebuilds hakube's own etcd (the kubernetes distribution, datastore etcd)"
+    n = len(topo.etcd_hosts)
+    if len(healthy) >= n // 2 + 1 and not force:
+        return (f"etcd still has quorum ({len(healthy)}/{n} members healthy: {', '.join(sorted(healthy))}); a restore "
+                "throws away every write since the backup. Replace lost members with `hakube up` instead, or give "
+                "--force if going back to the backup is what you want")
+    return None
+
+
+async def restore(loaded: Loaded, backup: Path, force: bool = False, dry_run: bool = False,
+                  ui: Reporter | None = None) -> Restored:
+    ui = ui or Reporter()
+    folder = backup if backup.is_dir() else backup.parent
+    manifest = backups.read_manifest(folder)
+    if manifest.get("cluster") != loaded.cluster.name:
+        raise HakubeError(f"{folder} is a backup of cluster {manifest.get('cluster')!r}, not of "
+                          f"{loaded.cluster.name!r}; nothing was changed")
+    snap = folder / manifest["snapshot"]["file"]
+    if not snap.exists() or file_sha256(snap) != manifest["snapshot"]["sha256"]:
+        raise HakubeError(f"{snap} is missing or does not have the sha256 its manifest records (`hakube backup "
+                          f"{loaded.source} --verify {folder}` says more); nothing was changed")
+    topo = derive(loaded.cluster)
+    if why := refusal(loaded, await healthy_members(topo), force):
+        raise HakubeError(f"refusing to restore: {why}. Nothing was changed")
+    done = Restored(str(folder), int(manifest["inventory"]["revision"]))
+    token = f"hakube-{topo.name}-restore-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
+    async with session(loaded, dry_run, ui, "restore") as d:
+        members = list(topo.etcd_hosts)
+        initial = ",".join(f"{m}={etcd_component.peer_url(topo.address(m))}" for m in members)
+        with ui.phase("restore: copy the snapshot") as report:
+            await execute(d, report, [Action(m, f"upload {snap.name} (revision {done.revision}), checked by its "
+                                                f"sha256 here", lambda m=m: _stage(d, m, snap)) for m in members])
+        with ui.phase("restore: stop the control plane and etcd") as report:
+            stops = [Action(s, f"stop {', '.join(reversed(CONTROL_PLANE))}",
+                            lambda s=s: d.conns[s].run(f"systemctl stop {' '.join(CONTROL_PLANE)}", timeout=120,
+                                                       what="stopping the control plane"))
+                     for s in topo.servers]
+            stops += [Action(m, "stop etcd", lambda m=m: d.conns[m].run("systemctl stop etcd", timeout=120,
+                                                                         what="stopping etcd")) for m in members]
+            await execute(d, report, stops)
+        with ui.phase("restore: etcd from the snapshot") as report:
+            await execute(d, report, [Action(m, "replace the member's data with the snapshot's (the old data is "
+                                                "removed)", lambda m=m: _restore_member(d, m, initial, token))
+                                      for m in members])
+
+            async def start_all() -> None:
+                # Type=notify: each start returns once its member serves, which needs quorum
+                await asyncio.gather(*(d.conns[m].run("systemctl start etcd", timeout=300, what="starting etcd")
+                                       for m in members))
+                for m in members:
+                    await wait_etcd_healthy(d, m)
+                done.cluster_id = await _one_cluster_id(d, members)
+            await execute(d, report, [Action(members[0], f"start etcd on {', '.join(members)} together, as a new "
+                                                         "cluster", start_all, announce=True)])
+        with ui.phase("restore: control plane, one server at a time") as report:
+            for s in topo.servers:
+                async def up_one(s: str = s) -> None:
+                    await d.conns[s].run(f"systemctl start {' '.join(reversed(CONTROL_PLANE))}", timeout=180,
+                                         what="starting the control plane")
+                    await wait_apiserver_ready(d, s)
+                await execute(d, report, [Action(s, "start kube-apiserver, kube-controller-manager, kube-scheduler "
+                                                    "and wait for /readyz", up_one)])
+            await execute(d, report, [Action(m, f"remove the staged copy {STAGED}",
+                                             lambda m=m: d.conns[m].run(f"rm -f {STAGED}", timeout=30))
+                                      for m in members])
+            if not dry_run:
+                await wait_nodes_ready(d, [h.name for h in topo.hosts if h.is_node])
+        done.members = members
+    return done
+
+
+async def _stage(d: Deploy, host: str, snap: Path) -> None:
+    await d.conns[host].run(f"install -d -m 0700 {shlex.quote(str(Path(STAGED).parent))}", timeout=30)
+    await d.conns[host].put_file(STAGED, snap, mode=0o600)
+
+
+async def _restore_member(d: Deploy, host: str, initial: str, token: str) -> None:
+    member = etcd_component.member_for(d.topo, d.host(host))
+    q = shlex.quote
+    data = q(member.data_dir)
+    await d.conns[host].run(
+        f"set -e; rm -rf {data} {data}.restoring; "
+        f"ETCDCTL_API=3 etcdctl snapshot restore {STAGED} --name {q(host)} --data-dir {data}.restoring "
+        f"--initial-cluster {q(initial)} --initial-cluster-token {q(token)} "
+        f"--initial-advertise-peer-urls {q(member.peer_url)} >/dev/null; "
+        f"chown -R etcd:etcd {data}.restoring; chmod 0700 {data}.restoring; mv {data}.restoring {data}",
+        timeout=300, what="restoring the snapshot")
+
+
+async def _one_cluster_id(d: Deploy, members: list[str]) -> str:
+    ids = {}
+    for m in members:
+        r = await d.conns[m].run(f"{etcd_facts.ETCDCTL} {etcd_facts.LOCAL} endpoint status -w json", timeout=30)
+        ids[m] = etcd_facts.hex_id(json.loads(r.stdout)[0]["Status"]["header"]["cluster_id"])
+    if len(set(ids.values())) != 1:
+        raise GateError(members[0], "every member in one new cluster",
+                        ", ".join(f"{m}: cluster {i}" for m, i in ids.items()))
+    return next(iter(ids.values()))
