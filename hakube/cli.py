@@ -132,6 +132,24 @@ def _confirm(given: bool, as_json: bool, what: str, question: str) -> None:
     typer.confirm(question, abort=True)
 
 
+def _day2(loaded, name: str, operation, as_json: bool, dry_run: bool, done, probe: bool = False,
+          report: Optional[Path] = None, extra=lambda r: r.as_dict() if r else {}) -> None:
+    """Run a command that changes a running cluster (remove, reboot, reset, restore):
+    `operation(ui)` returns its coroutine; print its steps and summary, or its JSON, and
+    `done(result)`, the sentence of a completed run."""
+    from .engine.ui import Reporter
+
+    ui = Reporter(console=err if as_json else out, quiet=as_json)
+    _, result = _operate(loaded, name, lambda: operation(ui), ui, probe, report, as_json, dry_run, extra=extra)
+    if as_json:
+        return
+    out.print(ui.summary(dry_run))
+    if dry_run:
+        out.print(f"{ui.changed} change(s) planned; run without --dry-run to apply them")
+    else:
+        out.print(done(result))
+
+
 # ---- commands -------------------------------------------------------------------------------
 
 
@@ -324,22 +342,14 @@ def remove(
     Example: hakube remove cluster.yaml server-4 server-5 --dry-run && hakube remove cluster.yaml server-4 server-5 --yes --probe
     """
     from .engine.remove import remove as remove_hosts
-    from .engine.ui import Reporter
 
     loaded = _load(file, quiet=as_json)
     _confirm(yes or dry_run, as_json, f"remove takes {', '.join(hosts)} out of cluster {loaded.cluster.name} "
              "and resets them", f"Take {', '.join(hosts)} out of cluster {loaded.cluster.name} and reset them?")
-    ui = Reporter(console=err if as_json else out, quiet=as_json)
-    _, done = _operate(loaded, "remove", lambda: remove_hosts(loaded, hosts, dry_run=dry_run, ui=ui), ui,
-                       probe, report, as_json, dry_run, extra=lambda r: r.as_dict() if r else {})
-    if as_json:
-        return
-    out.print(ui.summary(dry_run))
-    if dry_run:
-        out.print(f"{ui.changed} change(s) planned; run without --dry-run to apply them")
-    else:
-        out.print(f"[green]removed[/green] {', '.join(done.hosts)}: now delete "
-                  f"{'them' if len(done.hosts) > 1 else 'it'} from {file}; `hakube up {file}` then changes nothing")
+    _day2(loaded, "remove", lambda ui: remove_hosts(loaded, hosts, dry_run=dry_run, ui=ui), as_json, dry_run,
+          lambda done: f"[green]removed[/green] {', '.join(done.hosts)}: now delete "
+                       f"{'them' if len(done.hosts) > 1 else 'it'} from {file}; `hakube up {file}` then changes nothing",
+          probe, report)
 
 
 @app.command()
@@ -367,22 +377,14 @@ def reboot(
     Example: hakube reboot cluster.yaml --dry-run && hakube reboot cluster.yaml --yes --probe
     """
     from .engine.reboot import reboot as reboot_hosts
-    from .engine.ui import Reporter
 
     loaded = _load(file, quiet=as_json)
     which = ", ".join(hosts) if hosts else f"every machine of cluster {loaded.cluster.name}"
     _confirm(yes or dry_run, as_json, f"reboot restarts {which}, one at a time", f"Reboot {which}, one at a time?")
-    ui = Reporter(console=err if as_json else out, quiet=as_json)
-    _, done = _operate(loaded, "reboot", lambda: reboot_hosts(loaded, hosts, dry_run=dry_run, ui=ui), ui,
-                       probe, report, as_json, dry_run, extra=lambda r: r.as_dict() if r else {})
-    if as_json:
-        return
-    out.print(ui.summary(dry_run))
-    if dry_run:
-        out.print(f"{ui.changed} change(s) planned; run without --dry-run to apply them")
-    else:
-        away = ", ".join(f"{h} {done.away_s[h]:.0f} s" for h in done.hosts)
-        out.print(f"[green]rebooted[/green] {len(done.hosts)} machine(s), one at a time (away: {away})")
+    _day2(loaded, "reboot", lambda ui: reboot_hosts(loaded, hosts, dry_run=dry_run, ui=ui), as_json, dry_run,
+          lambda done: f"[green]rebooted[/green] {len(done.hosts)} machine(s), one at a time (away: "
+                       + ", ".join(f"{h} {done.away_s[h]:.0f} s" for h in done.hosts) + ")",
+          probe, report)
 
 
 @app.command()
@@ -410,23 +412,16 @@ def reset(
     Example: hakube reset cluster.yaml --dry-run && hakube reset cluster.yaml --yes
     """
     from .engine.reset import reset as reset_hosts
-    from .engine.ui import Reporter
 
     loaded = _load(file, quiet=as_json)
     which = ", ".join(hosts) if hosts else f"every host of cluster {loaded.cluster.name}"
     _confirm(yes or dry_run, as_json, f"reset deletes the cluster's data on {which}",
              f"Reset {which}? Their etcd data, certificates and configuration are deleted")
-    ui = Reporter(console=err if as_json else out, quiet=as_json)
-    _, done = _operate(loaded, "reset", lambda: reset_hosts(loaded, hosts or None, dry_run=dry_run, ui=ui), ui,
-                       False, None, as_json, dry_run, extra=lambda r: {"hosts": [x.as_dict() for x in r or []]})
-    if as_json:
-        return
-    out.print(ui.summary(dry_run))
-    if dry_run:
-        out.print(f"{ui.changed} change(s) planned; run without --dry-run to apply them")
-    else:
-        out.print(f"[green]reset[/green] {len(done)} host(s); the local state ({state.cluster_dir(loaded.cluster.name)}) "
-                  "stays: a new `hakube up` reuses its certificate authorities")
+    _day2(loaded, "reset", lambda ui: reset_hosts(loaded, hosts or None, dry_run=dry_run, ui=ui), as_json, dry_run,
+          lambda done: f"[green]reset[/green] {len(done)} host(s); the local state "
+                       f"({state.cluster_dir(loaded.cluster.name)}) stays: a new `hakube up` reuses its certificate "
+                       "authorities",
+          extra=lambda r: {"hosts": [x.as_dict() for x in r or []]})
 
 
 @app.command()
@@ -572,24 +567,15 @@ def restore(
     Example: hakube restore cluster.yaml ~/.local/share/hakube/clusters/homelab/backups/homelab-20261202T180632Z --dry-run
     """
     from .engine.restore import restore as restore_cluster
-    from .engine.ui import Reporter
 
     loaded = _load(file, quiet=as_json)
     if not backup_dir.exists():
         raise HakubeError(f"{backup_dir}: no such backup (hakube backup {file} --list shows them)")
     _confirm(yes or dry_run, as_json, f"restore rebuilds every etcd member of {loaded.cluster.name} from "
              f"{backup_dir}, losing every write since", f"Rebuild etcd of {loaded.cluster.name} from {backup_dir}?")
-    ui = Reporter(console=err if as_json else out, quiet=as_json)
-    _, done = _operate(loaded, "restore", lambda: restore_cluster(loaded, backup_dir, force, dry_run, ui), ui,
-                       False, None, as_json, dry_run, extra=lambda r: r.as_dict() if r else {})
-    if as_json:
-        return
-    out.print(ui.summary(dry_run))
-    if dry_run:
-        out.print(f"{ui.changed} change(s) planned; run without --dry-run to apply them")
-    else:
-        out.print(f"[green]restored[/green] {loaded.cluster.name} from {backup_dir} (revision {done.revision}): "
-                  f"etcd cluster {done.cluster_id} on {', '.join(done.members)}; `hakube status {file}` shows it")
+    _day2(loaded, "restore", lambda ui: restore_cluster(loaded, backup_dir, force, dry_run, ui), as_json, dry_run,
+          lambda done: f"[green]restored[/green] {loaded.cluster.name} from {backup_dir} (revision {done.revision}): "
+                       f"etcd cluster {done.cluster_id} on {', '.join(done.members)}; `hakube status {file}` shows it")
 
 
 @app.command()

@@ -585,7 +585,7 @@ def test_restore_after_losing_quorum_for_good_brings_back_exactly_the_backup(clu
     lab, spec = cluster
     replaced = spec.with_name("cluster-replaced.yaml")
     members = ("server-1", "server-2", "server-4")
-    labkit.kubectl(lab, NAME, "create", "configmap", "in-the-backup", "--from-literal=k=v")
+    labkit.kubectl(lab, NAME, "create", "configmap", "in-the-restored-backup", "--from-literal=k=v")
     r = subprocess.run([sys.executable, "-m", "hakube.cli", "backup", str(replaced), "-o", str(tmp_path), "--json"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -612,7 +612,7 @@ def test_restore_after_losing_quorum_for_good_brings_back_exactly_the_backup(clu
     assert len(set(ids.values())) == 1 and before not in ids.values(), (before, ids)
     assert labkit.etcd_health(lab, NAME) == {m: True for m in members}
     names = labkit.kubectl(lab, NAME, "get", "configmaps", "-o", "name").stdout
-    assert "configmap/in-the-backup" in names and "after-the-backup" not in names
+    assert "configmap/in-the-restored-backup" in names and "after-the-backup" not in names
     assert done["revision"] > 0 and done["members"] == list(members)
     st = status(replaced)
     assert st["healthy"], st["verdict"]
