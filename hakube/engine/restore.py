@@ -95,13 +95,14 @@ async def restore(loaded: Loaded, backup: Path, force: bool = False, dry_run: bo
             await execute(d, report, [Action(m, f"upload {snap.name} (revision {done.revision}), checked by its "
                                                 f"sha256 here", lambda m=m: _stage(d, m, snap)) for m in members])
         with ui.phase("restore: stop the control plane and etcd") as report:
-            stops = [Action(s, f"stop {', '.join(reversed(CONTROL_PLANE))}",
-                            lambda s=s: d.conns[s].run(f"systemctl stop {' '.join(CONTROL_PLANE)}", timeout=120,
-                                                       what="stopping the control plane"))
-                     for s in topo.servers]
-            stops += [Action(m, "stop etcd", lambda m=m: d.conns[m].run("systemctl stop etcd", timeout=120,
-                                                                         what="stopping etcd")) for m in members]
-            await execute(d, report, stops)
+            # What they hold is thrown away: an apiserver without quorum waits for its
+            # requests to time out (a minute) before it exits, so each gets a short grace,
+            # then SIGKILL; all servers at once, then etcd everywhere.
+            await asyncio.gather(*(execute(d, report, [Action(s, f"stop {', '.join(reversed(CONTROL_PLANE))}",
+                                                              lambda s=s: _stop(d, s, CONTROL_PLANE))])
+                                   for s in topo.servers))
+            await asyncio.gather(*(execute(d, report, [Action(m, "stop etcd", lambda m=m: _stop(d, m, ("etcd",)))])
+                                   for m in members))
         with ui.phase("restore: etcd from the snapshot") as report:
             await execute(d, report, [Action(m, "replace the member's data with the snapshot's (the old data is "
                                                 "removed)", lambda m=m: _restore_member(d, m, initial, token))
@@ -122,8 +123,8 @@ async def restore(loaded: Loaded, backup: Path, force: bool = False, dry_run: bo
                     await d.conns[s].run(f"systemctl start {' '.join(reversed(CONTROL_PLANE))}", timeout=180,
                                          what="starting the control plane")
                     await wait_apiserver_ready(d, s)
-                await execute(d, report, [Action(s, "start kube-apiserver, kube-controller-manager, kube-scheduler "
-                                                    "and wait for /readyz", up_one)])
+                await execute(d, report, [Action(s, "start kube-apiserver, kube-controller-manager, kube-scheduler, "
+                                                    "gated on /readyz", up_one)])
             await execute(d, report, [Action(m, f"remove the staged copy {STAGED}",
                                              lambda m=m: d.conns[m].run(f"rm -f {STAGED}", timeout=30))
                                       for m in members])
@@ -131,6 +132,12 @@ async def restore(loaded: Loaded, backup: Path, force: bool = False, dry_run: bo
                 await wait_nodes_ready(d, [h.name for h in topo.hosts if h.is_node])
         done.members = members
     return done
+
+
+async def _stop(d: Deploy, host: str, units: tuple[str, ...], grace: int = 15) -> None:
+    names = " ".join(units)
+    await d.conns[host].run(f"timeout {grace} systemctl stop {names} || systemctl kill --signal=SIGKILL {names}; "
+                            f"systemctl stop {names}", timeout=grace + 120, what=f"stopping {names}")
 
 
 async def _stage(d: Deploy, host: str, snap: Path) -> None:
