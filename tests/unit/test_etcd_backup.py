@@ -93,3 +93,18 @@ def test_reset_knows_the_timer_and_its_service() -> None:
     assert {"hakube-etcd-backup.timer", "hakube-etcd-backup.service"} <= set(c.units)
     assert set(c.units) & {"hakube-etcd-backup.timer"} and etcd_backup.SCRIPT in c.files
     assert etcd_backup.DIRECTORY.startswith(originals.OWN[1] + "/")  # goes with hakube's state
+
+
+def test_the_metric_is_written_only_with_monitoring_on() -> None:
+    """Node exporter's folder exists on hosts with the package whether monitoring is on or
+    not: without monitoring, nothing may be written there (reset would find it left)."""
+    with_mon = files(topo(schedule="12h"), "server-1")
+    d = copy.deepcopy(BASE)
+    d["spec"]["addons"]["monitoring"]["enabled"] = False
+    d["spec"]["backup"] = {"schedule": "12h"}
+    without = files(derive(loads(yaml.safe_dump(d)).cluster), "server-1")
+    assert etcd_backup.TEXTFILE in with_mon[etcd_backup.SCRIPT].content
+    assert "ReadWritePaths=/var/lib/prometheus/node-exporter" in with_mon[etcd_backup.SERVICE].content
+    assert "node-exporter" not in without[etcd_backup.SCRIPT].content
+    assert "ReadWritePaths" not in without[etcd_backup.SERVICE].content
+    assert subprocess.run(["sh", "-n"], input=without[etcd_backup.SCRIPT].content, text=True).returncode == 0

@@ -51,7 +51,7 @@ def host_files(ctx: RenderContext, host: HostPlan) -> list[File]:
     backup = ctx.topo.backup
     if backup is None or not host.runs("etcd-backup"):
         return []
-    data = dict(b=backup, host=host.name, calendar=calendar(backup.schedule), paths=paths,
+    data = dict(b=backup, host=host.name, monitoring=ctx.topo.addons.monitoring.enabled, calendar=calendar(backup.schedule), paths=paths,
                 files=dict(directory=DIRECTORY, last_success=LAST_SUCCESS, script=SCRIPT, textfile=TEXTFILE),
                 metric=METRIC)
     return [
