@@ -474,6 +474,9 @@ def backup(
     list_: bool = typer.Option(False, "--list", help="List the backups in the folder instead."),
     verify: Optional[Path] = typer.Option(None, "--verify", help="Check this backup again instead: sha256, "
                                           "restore, contents (and the secrets, given the passphrase)."),
+    unseal: Optional[Path] = typer.Option(None, "--unseal", help="Open this backup's sealed secrets into the "
+                                          "cluster's state directory (a new machine, before `hakube restore`); "
+                                          "files already there are never overwritten."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Take a verified etcd backup: a snapshot of the leader's data, brought to this machine
@@ -482,7 +485,8 @@ def backup(
 
     Exit code 1 when the verification finds a difference.
 
-    Example: HAKUBE_BACKUP_PASSPHRASE=... hakube backup cluster.yaml --with-secrets; hakube backup cluster.yaml --list
+    Example: HAKUBE_BACKUP_PASSPHRASE=... hakube backup cluster.yaml --with-secrets; hakube backup cluster.yaml --list;
+    on a new machine: hakube backup cluster.yaml --unseal BACKUP, then hakube restore cluster.yaml BACKUP
     """
     import asyncio
 
@@ -509,7 +513,21 @@ def backup(
             out.print(f"  {r['name']}  from {r['member']}, {_size(r['bytes'])}, revision {r['revision']}, "
                       f"{r['keys']} keys, {mark}" + (", secrets sealed" if r["secrets"] else ""), highlight=False)
         return
-    secret = vault.passphrase(passphrase_file) if with_secrets or (verify and passphrase_file) else None
+    given = passphrase_file is not None or bool(os.environ.get(vault.ENV))
+    secret = vault.passphrase(passphrase_file) if with_secrets or unseal or (verify and given) else None
+    if unseal is not None:
+        from . import state
+        if not unseal.exists():
+            raise HakubeError(f"{unseal}: no such backup (hakube backup {file} --list shows them)")
+        folder = unseal if unseal.is_dir() else unseal.parent
+        done = backups.unseal_backup(folder, secret, state.cluster_dir(loaded.cluster.name, create=False))
+        if as_json:
+            out.print_json(json.dumps(done))
+        else:
+            out.print(f"opened {folder}'s secrets into {done['stateDir']}: {len(done['written'])} files written"
+                      + (f", {len(done['alreadyThere'])} already there and the same" if done["alreadyThere"] else ""),
+                      highlight=False)
+        return
     if verify is not None:
         if not verify.exists():
             raise HakubeError(f"{verify}: no such backup (hakube backup {file} --list shows them)")

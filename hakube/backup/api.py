@@ -30,7 +30,7 @@ from ..spec import Loaded
 from ..topology import derive
 from ..verify.clients import etcd_client
 from ..verify.status import etcd_endpoints, etcd_members
-from . import inventory, vault
+from . import inventory, scratch, vault
 from .etcdkeys import Tls, keys_at, save_snapshot, snapshot_status
 from .scratch import restored
 
@@ -56,8 +56,8 @@ async def _verify_snapshot(snapshot: Path, revision: int, expected_keys: list[st
                            expected: inventory.Inventory | None) -> tuple[inventory.Inventory, list[str]]:
     """Restore `snapshot` into a scratch etcd and compare what it holds at `revision` with
     the live keys (when given) or a manifest's inventory. (its inventory, problems)"""
-    async with restored(snapshot) as url, httpx.AsyncClient(timeout=30) as c:
-        keys = await keys_at(c, url, revision)
+    async with restored(snapshot) as c:
+        keys = await keys_at(c, scratch.URL, revision)
     got = inventory.of_keys(keys, revision)
     if expected_keys is not None:
         mine, theirs = set(keys), set(expected_keys)
@@ -221,3 +221,18 @@ def list_backups(directory: Path) -> list[dict]:
                      "keys": m["inventory"]["keys"], "verified": m["verification"]["ok"],
                      "secrets": bool(m.get("secrets"))})
     return rows
+
+
+def unseal_backup(folder: Path, secret: str, state_dir: Path) -> dict:
+    """Open a backup's sealed secrets into the cluster's state directory (see
+    vault.unseal_into): what a new machine needs, beside the snapshot, to restore and
+    manage the cluster again."""
+    m = read_manifest(folder)
+    if not m.get("secrets"):
+        raise HakubeError(f"{folder} holds no secrets (it was taken without --with-secrets)")
+    sf = folder / m["secrets"]["file"]
+    if not sf.exists() or sha256(sf) != m["secrets"]["sha256"]:
+        raise HakubeError(f"{sf} is missing or changed after the backup; nothing was written")
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    written, same = vault.unseal_into(vault.open_sealed(sf.read_bytes(), secret, sf.name), state_dir)
+    return {"path": str(folder), "stateDir": str(state_dir), "written": written, "alreadyThere": same}

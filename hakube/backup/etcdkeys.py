@@ -41,9 +41,13 @@ async def keys_at(client: httpx.AsyncClient, url: str, revision: int) -> list[st
     keys: list[str] = []
     start = ZERO
     while True:
-        r = await client.post(f"{url}/v3/kv/range", json={
-            "key": start, "range_end": ZERO, "keys_only": True, "limit": PAGE, "revision": revision,
-            "sort_order": "ASCEND", "sort_target": "KEY"})
+        try:
+            r = await client.post(f"{url}/v3/kv/range", json={
+                "key": start, "range_end": ZERO, "keys_only": True, "limit": PAGE, "revision": revision,
+                "sort_order": "ASCEND", "sort_target": "KEY"})
+        except httpx.HTTPError as e:
+            raise HakubeError(f"etcd at {url} did not answer while listing its keys at revision {revision}: "
+                              f"{type(e).__name__} {e}; is it up and reachable from this machine?") from None
         if r.status_code != 200:
             raise HakubeError(f"etcd at {url} did not list its keys at revision {revision}: "
                               f"HTTP {r.status_code} {_message(r)}")

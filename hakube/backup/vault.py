@@ -42,7 +42,7 @@ def passphrase(file: Path | None) -> str:
     else:
         text, where = os.environ.get(ENV, ""), f"${ENV}"
     if not text:
-        raise HakubeError(f"--with-secrets needs a passphrase: give --passphrase-file FILE or set ${ENV}")
+        raise HakubeError(f"sealing or opening the secrets needs a passphrase: give --passphrase-file FILE or set ${ENV}")
     if len(text) < MIN_PASSPHRASE:
         raise HakubeError(f"the passphrase from {where} has {len(text)} characters; use at least {MIN_PASSPHRASE}")
     return text
@@ -89,3 +89,39 @@ def members(plain: bytes) -> list[str]:
     """The file names inside an opened bundle."""
     with tarfile.open(fileobj=io.BytesIO(plain), mode="r") as tar:
         return sorted(m.name for m in tar.getmembers() if m.isfile())
+
+
+def unseal_into(plain: bytes, state_dir: Path) -> tuple[list[str], list[str]]:
+    """Write an opened bundle's files into `state_dir` (0600, folders 0700): the way back
+    for a machine that lost its state directory. Only the names a bundle holds (`pki/...`,
+    `secrets.yaml`) are taken, links and other members refused. A file that is already
+    there and differs is never overwritten: a HakubeError names them all and nothing is
+    written. Returns (written, already there and the same)."""
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(plain), mode="r") as tar:
+        for m in tar.getmembers():
+            parts = Path(m.name).parts
+            if m.isdir() and parts and parts[0] in INCLUDED and ".." not in parts:
+                continue
+            if not m.isfile() or not parts or parts[0] not in INCLUDED or ".." in parts or Path(m.name).is_absolute():
+                raise HakubeError(f"the sealed bundle holds {m.name!r}, which is not a file hakube puts there; "
+                                  "nothing was written")
+            files[m.name] = tar.extractfile(m).read()
+    clash = [n for n, data in files.items() if (state_dir / n).exists() and (state_dir / n).read_bytes() != data]
+    if clash:
+        raise HakubeError(f"{state_dir} already holds {len(clash)} file(s) that differ from the backup's "
+                          f"({', '.join(sorted(clash)[:5])}{', ...' if len(clash) > 5 else ''}): move that folder "
+                          "away first if the backup's are the ones to use; nothing was written")
+    written, same = [], []
+    for name, data in sorted(files.items()):
+        dest = state_dir / name
+        if dest.exists():
+            same.append(name)
+            continue
+        for parent in reversed(dest.relative_to(state_dir).parents[:-1]):
+            (state_dir / parent).mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        written.append(name)
+    return written, same

@@ -6,15 +6,19 @@ member names and addresses, so every apiserver, certificate and `etcd.conf.yml` 
 it is and `hakube up` afterwards changes nothing.
 
 1. refuse while the cluster still has quorum (the restore throws away every write since
-   the backup) unless --force; check the backup's sha256 here before anything changes;
-2. copy the snapshot to every etcd host, checked by its sha256 there;
+   the backup) unless --force, judged twice: from this machine through etcd's client port
+   and on every etcd host over SSH (a member that knows a leader is in a cluster with
+   quorum), so a network between here and the servers cannot make a live cluster look
+   lost; check the backup's sha256 here before anything changes;
+2. copy the snapshot to every etcd host, checked by its sha256 there, and prepare each
+   member's new data beside the old (`etcdctl snapshot restore` into `<data>.restoring`,
+   every member in `--initial-cluster`, a token of this restore so the cluster ID is new):
+   until here nothing of the running cluster has changed, and a failure leaves it as it was;
 3. stop the control plane on every server, then etcd on every etcd host: nothing may
    write into the old data, and no old member may keep running beside the new cluster;
-4. on every etcd host: remove the old data (none stays behind that could form a second
-   cluster), `etcdctl snapshot restore` with every member in `--initial-cluster` and a
-   token of this restore (so the cluster ID is new), owned by etcd; start all members
-   together (each needs the others for quorum) and gate on every one healthy and on one
-   cluster ID;
+4. on every etcd host swap the prepared data in (the old is removed: none stays behind
+   that could form a second cluster); start all members together (each needs the others
+   for quorum) and gate on every one healthy and on one cluster ID;
 5. start the control plane one server at a time, each apiserver gated on /readyz; then
    the nodes' kubelets, which reconnect by themselves, are awaited Ready.
 """
@@ -58,17 +62,27 @@ class Restored:
                 "members": self.members}
 
 
-def refusal(loaded: Loaded, healthy: set[str], force: bool) -> str | None:
-    """Why not to restore now (None: go). Pure."""
+def refusal(loaded: Loaded, healthy: set[str], force: bool, led: set[str] = frozenset()) -> str | None:
+    """Why not to restore now (None: go). Pure. `healthy`: the members that answer healthy
+    from this machine; `led`: the members that, asked on their own host, know a leader.
+    Either view showing quorum refuses: the one that sees more is right."""
     topo = derive(loaded.cluster)
     if topo.distribution != "kubernetes" or topo.datastore.type == "external":
         return "restore rebuilds hakube's own etcd (the kubernetes distribution, datastore etcd)"
-    n = len(topo.etcd_hosts)
-    if len(healthy) >= n // 2 + 1 and not force:
-        return (f"etcd still has quorum ({len(healthy)}/{n} members healthy: {', '.join(sorted(healthy))}); a restore "
-                "throws away every write since the backup. Replace lost members with `hakube up` instead, or give "
-                "--force if going back to the backup is what you want")
-    return None
+    if force:
+        return None
+    n, quorum = len(topo.etcd_hosts), len(topo.etcd_hosts) // 2 + 1
+    if len(healthy) >= quorum:
+        seen = f"{len(healthy)}/{n} members healthy: {', '.join(sorted(healthy))}"
+    elif led:
+        # one member that knows a leader is enough: a leader exists only with quorum
+        seen = (f"{', '.join(sorted(led))} {'knows' if len(led) == 1 else 'know'} a leader, asked on "
+                f"{'its host' if len(led) == 1 else 'their hosts'}; from this machine "
+                f"{len(healthy)}/{n} answered healthy: check the network between here and the servers")
+    else:
+        return None
+    return (f"etcd still has quorum ({seen}); a restore throws away every write since the backup. Replace lost "
+            "members with `hakube up` instead, or give --force if going back to the backup is what you want")
 
 
 async def restore(loaded: Loaded, backup: Path, force: bool = False, dry_run: bool = False,
@@ -90,10 +104,14 @@ async def restore(loaded: Loaded, backup: Path, force: bool = False, dry_run: bo
     token = f"hakube-{topo.name}-restore-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
     async with session(loaded, dry_run, ui, "restore") as d:
         members = list(topo.etcd_hosts)
+        if why := refusal(loaded, set(), force, await _members_that_know_a_leader(d, members)):
+            raise HakubeError(f"refusing to restore: {why}. Nothing was changed")
         initial = ",".join(f"{m}={etcd_component.peer_url(topo.address(m))}" for m in members)
-        with ui.phase("restore: copy the snapshot") as report:
+        with ui.phase("restore: copy the snapshot and prepare each member's data") as report:
             await execute(d, report, [Action(m, f"upload {snap.name} (revision {done.revision}), checked by its "
                                                 f"sha256 here", lambda m=m: _stage(d, m, snap)) for m in members])
+            await execute(d, report, [Action(m, "restore it beside the member's data (nothing running changes)",
+                                             lambda m=m: _prepare_member(d, m, initial, token)) for m in members])
         with ui.phase("restore: stop the control plane and etcd") as report:
             # What they hold is thrown away: an apiserver without quorum waits for its
             # requests to time out (a minute) before it exits, so each gets a short grace,
@@ -104,9 +122,8 @@ async def restore(loaded: Loaded, backup: Path, force: bool = False, dry_run: bo
             await asyncio.gather(*(execute(d, report, [Action(m, "stop etcd", lambda m=m: _stop(d, m, ("etcd",)))])
                                    for m in members))
         with ui.phase("restore: etcd from the snapshot") as report:
-            await execute(d, report, [Action(m, "replace the member's data with the snapshot's (the old data is "
-                                                "removed)", lambda m=m: _restore_member(d, m, initial, token))
-                                      for m in members])
+            await execute(d, report, [Action(m, "swap the prepared data in (the old data is removed)",
+                                             lambda m=m: _swap_member(d, m)) for m in members])
 
             async def start_all() -> None:
                 # Type=notify: each start returns once its member serves, which needs quorum
@@ -145,17 +162,31 @@ async def _stage(d: Deploy, host: str, snap: Path) -> None:
     await d.conns[host].put_file(STAGED, snap, mode=0o600)
 
 
-async def _restore_member(d: Deploy, host: str, initial: str, token: str) -> None:
+async def _members_that_know_a_leader(d: Deploy, members: list[str]) -> set[str]:
+    """The members that, asked on their own host, know a leader (read-only; dry runs too)."""
+    async def one(m: str) -> bool:
+        view = await etcd_facts.etcd_view(d.conns[m], etcd_component.member_for(d.topo, d.host(m)).data_dir)
+        return view.healthy and view.leader_id is not None
+    return {m for m, yes in zip(members, await asyncio.gather(*(one(m) for m in members))) if yes}
+
+
+async def _prepare_member(d: Deploy, host: str, initial: str, token: str) -> None:
     member = etcd_component.member_for(d.topo, d.host(host))
     q = shlex.quote
-    data = q(member.data_dir)
+    new = q(f"{member.data_dir}.restoring")
     await d.conns[host].run(
-        f"set -e; rm -rf {data} {data}.restoring; "
-        f"ETCDCTL_API=3 etcdctl snapshot restore {STAGED} --name {q(host)} --data-dir {data}.restoring "
+        f"set -e; rm -rf {new}; "
+        f"ETCDCTL_API=3 etcdctl snapshot restore {STAGED} --name {q(host)} --data-dir {new} "
         f"--initial-cluster {q(initial)} --initial-cluster-token {q(token)} "
         f"--initial-advertise-peer-urls {q(member.peer_url)} >/dev/null; "
-        f"chown -R etcd:etcd {data}.restoring; chmod 0700 {data}.restoring; mv {data}.restoring {data}",
-        timeout=300, what="restoring the snapshot")
+        f"chown -R etcd:etcd {new}; chmod 0700 {new}",
+        timeout=300, what="restoring the snapshot beside the member's data")
+
+
+async def _swap_member(d: Deploy, host: str) -> None:
+    data = shlex.quote(etcd_component.member_for(d.topo, d.host(host)).data_dir)
+    await d.conns[host].run(f"set -e; test -d {data}.restoring/member; rm -rf {data}; mv {data}.restoring {data}",
+                            timeout=120, what="swapping the restored data in")
 
 
 async def _one_cluster_id(d: Deploy, members: list[str]) -> str:

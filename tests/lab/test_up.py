@@ -394,6 +394,19 @@ def test_scheduled_backups_are_taken_only_by_the_leader_and_keep_their_retention
     st = status(three)
     assert st["healthy"], st["verdict"]
     assert any(n.startswith("newest scheduled etcd backup: etcd-" + leader) for n in st["notes"]), st["notes"]
+    # spec.backup taken out: the next up stops and removes the timers, the snapshots stay;
+    # put back, the timers return and no first snapshot is needed
+    off = labkit.variant(spec, "rolled-no-backup", **{k: v for k, v in ROLLED.items() if k != "backup"})
+    report = labkit.up(off)
+    changes = [c for p in report.phases for c in p.changes]
+    assert report.changed == len(SERVERS) and all("hakube-etcd-backup.timer" in c for c in changes), changes
+    for s in SERVERS:
+        assert labkit.ssh(lab, s, "test -e /etc/systemd/system/hakube-etcd-backup.timer", check=False).returncode
+        assert labkit.ssh(lab, s, "systemctl is-active hakube-etcd-backup.timer", check=False).stdout.strip() \
+            == "inactive"
+    assert counts() == kept
+    assert labkit.up(off).changed == 0
+    assert labkit.up(three).changed > 0 and counts() == kept
     assert labkit.up(three).changed == 0
 
 

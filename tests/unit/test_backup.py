@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from hakube.backup import api, inventory, vault
+from hakube.backup import api, inventory, scratch, vault
+from hakube.backup.etcdkeys import keys_at
 from hakube.errors import HakubeError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "backup"
@@ -82,6 +86,34 @@ def test_passphrase_comes_from_a_file_or_the_environment_and_must_be_long(tmp_pa
     assert vault.passphrase(f) == "from the file, first line"
     with pytest.raises(HakubeError, match="cannot read the passphrase file"):
         vault.passphrase(tmp_path / "missing")
+
+
+def test_unsealed_secrets_go_into_a_state_directory_without_overwriting_anything(tmp_path) -> None:
+    state = tmp_path / "state"
+    (state / "pki").mkdir(parents=True)
+    (state / "pki" / "ca.key").write_text("the CA key")
+    (state / "secrets.yaml").write_text("vrrp: secret")
+    plain = vault.bundle(state)
+    fresh = tmp_path / "new-machine"
+    fresh.mkdir(mode=0o700)
+    assert vault.unseal_into(plain, fresh) == (["pki/ca.key", "secrets.yaml"], [])
+    assert (fresh / "pki" / "ca.key").read_text() == "the CA key"
+    assert (fresh / "secrets.yaml").stat().st_mode & 0o777 == 0o600
+    assert (fresh / "pki").stat().st_mode & 0o777 == 0o700
+    assert vault.unseal_into(plain, fresh) == ([], ["pki/ca.key", "secrets.yaml"])  # again: nothing to do
+    (fresh / "secrets.yaml").write_text("another cluster's")
+    (fresh / "pki" / "ca.key").unlink()
+    with pytest.raises(HakubeError, match="already holds 1 file.*secrets.yaml.*nothing was written"):
+        vault.unseal_into(plain, fresh)
+    assert not (fresh / "pki" / "ca.key").exists()
+    # a bundle with anything else in it (a link, a path out of the folder) opens nothing
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("../outside")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(HakubeError, match="'../outside', which is not a file hakube puts there"):
+        vault.unseal_into(buf.getvalue(), fresh)
 
 
 # ---- a real etcd on loopback ----------------------------------------------------------------
@@ -162,6 +194,31 @@ def test_a_snapshot_is_verified_against_the_live_keys_and_a_changed_byte_is_caug
     assert not broken["ok"]
     assert any("sha256" in p and "changed after the backup" in p for p in broken["problems"])
     assert any("does not restore" in p for p in broken["problems"]), broken["problems"]
+
+
+@needs_etcd
+def test_the_scratch_etcd_listens_on_no_tcp_port_another_local_user_could_reach(etcd, tmp_path) -> None:
+    folder = tmp_path / "backup"
+    folder.mkdir(mode=0o700)
+
+    async def take():
+        async with httpx.AsyncClient(timeout=10) as c:
+            return await api.capture(etcd, None, c, folder)
+    asyncio.run(take())
+
+    def tcp_listeners() -> set[str]:
+        r = subprocess.run(["ss", "-H", "-ltn"], capture_output=True, text=True, check=True)
+        return {ln.split()[3] for ln in r.stdout.splitlines()}
+
+    async def inside() -> tuple[set[str], int, list[str]]:
+        async with scratch.restored(folder / "snapshot.db") as c:
+            keys = await keys_at(c, scratch.URL, 0)
+            folders = [p for p in Path(tempfile.gettempdir()).glob("hakube-verify-*")]
+            return tcp_listeners(), folders[0].stat().st_mode & 0o777, keys
+    before = tcp_listeners()
+    during, mode, keys = asyncio.run(inside())
+    assert during <= before, during - before   # nothing new on TCP while it serves
+    assert mode == 0o700 and len(keys) == 24
 
 
 @needs_etcd

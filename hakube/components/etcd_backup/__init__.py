@@ -10,12 +10,15 @@ hakube's state at `hakube reset`), and records when its last one was taken: in t
 exporter's textfile collector (alert EtcdBackupStale: the newest snapshot of the cluster
 is older than twice the schedule).
 
+Taking spec.backup out of cluster.yaml stops and removes the timer, its service and script
+at the next `hakube up` (the snapshots taken stay in their folder until `hakube reset`).
+
 `hakube backup` is the other half: a snapshot brought to the operator's machine and
 verified there.
 
 Example:
     >>> calendar("12h"), calendar("15m"), calendar("24h")
-    ('*-*-* 00/12:00:00', '*-*-* *:00/15:00', '*-*-* 00:00:00')
+    ('*-*-* 00/12:00:00 UTC', '*-*-* *:00/15:00 UTC', '*-*-* 00:00:00 UTC')
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ METRIC = "hakube_etcd_backup_last_success_timestamp_seconds"
 
 def calendar(schedule: str) -> str:
     """systemd's OnCalendar for a schedule of spec.backup (minutes dividing an hour, hours
-    dividing a day): the same instants on every host."""
+    dividing a day): the same instants on every host, in UTC whatever each host's time zone
+    (hosts set to different zones would otherwise take their 12 h snapshots at different
+    instants, and an hourly schedule in a zone with a half-hour offset would not be aligned)."""
     n, unit = int(schedule[:-1]), schedule[-1]
     if unit == "m":
-        return "*-*-* *:*:00" if n == 1 else f"*-*-* *:00/{n}:00"
-    return "*-*-* 00:00:00" if n == 24 else f"*-*-* 00/{n}:00:00"
+        return "*-*-* *:*:00 UTC" if n == 1 else f"*-*-* *:00/{n}:00 UTC"
+    return "*-*-* 00:00:00 UTC" if n == 24 else f"*-*-* 00/{n}:00:00 UTC"
 
 
 def seconds(schedule: str) -> int:

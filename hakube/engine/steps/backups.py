@@ -1,7 +1,8 @@
 """The backups step (`spec.backup`): the scheduled-snapshot timer on every etcd host, and,
 when no host has a snapshot yet, the first one taken now: it proves the script works on
 these hosts (gated on a snapshot being there: the leader's), and `hakube status` has
-a backup to show from the start rather than after the first period."""
+a backup to show from the start rather than after the first period. With spec.backup
+taken out, the timers of an earlier run are stopped and removed (the snapshots stay)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ async def snapshots(d: Deploy, hosts: list[str]) -> dict[str, int]:
 async def phase_backups(d: Deploy) -> None:
     """The scheduled-snapshot timer on every etcd host; the first snapshot when none exists."""
     if d.topo.backup is None:
+        await _retire(d)
         return
     hosts = [h.name for h in d.topo.hosts if h.runs("etcd-backup")]
     with d.ui.phase("backups") as report:
@@ -45,3 +47,22 @@ async def phase_backups(d: Deploy) -> None:
                                 "run `systemctl start hakube-etcd-backup.service` on the leader to see why")
         await execute(d, report, [Action(hosts[0], "start hakube-etcd-backup.service on every etcd host: the "
                                                    "leader takes the first snapshot", first, announce=False)])
+
+
+async def _retire(d: Deploy) -> None:
+    """spec.backup taken out: stop and remove the timer an earlier run installed, where it
+    is (nothing is said where it never was)."""
+    hosts = [h.name for h in d.topo.hosts if "etcd" in h.components]
+    there = await asyncio.gather(*(d.conns[h].run(f"test -e {etcd_backup.TIMER}", check=False, timeout=20)
+                                   for h in hosts))
+    left = [h for h, r in zip(hosts, there) if r.ok]
+    if not left:
+        return
+    files = " ".join((etcd_backup.TIMER, etcd_backup.SERVICE, etcd_backup.SCRIPT, etcd_backup.TEXTFILE))
+    with d.ui.phase("backups") as report:
+        await execute(d, report, [Action(h, f"spec.backup is gone: stop and remove hakube-etcd-backup.timer (the "
+                                            f"snapshots stay in {etcd_backup.DIRECTORY})",
+                                         lambda h=h: d.conns[h].run(
+                                             f"systemctl disable --now hakube-etcd-backup.timer; rm -f {files}; "
+                                             "systemctl daemon-reload", timeout=60, what="removing the backup timer"))
+                                  for h in left])
