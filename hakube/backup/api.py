@@ -162,9 +162,26 @@ def read_manifest(folder: Path) -> dict:
         raise HakubeError(f"{folder} is not a hakube backup: it has no {MANIFEST}") from None
     except ValueError as e:
         raise HakubeError(f"{path} is not valid JSON ({e}): the backup's manifest was changed") from None
-    if doc.get("format") != FORMAT:
-        raise HakubeError(f"{path} is not a hakube backup manifest (format {doc.get('format')!r})")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise HakubeError(f"{path} is not a hakube backup manifest (format "
+                          f"{doc.get('format') if isinstance(doc, dict) else None!r})")
+    missing = [".".join(f) for f in REQUIRED if not _has(doc, f)]
+    if missing:
+        raise HakubeError(f"{path} lacks {', '.join(missing)}: the backup's manifest was changed or cut short")
     return doc
+
+
+# what every reader of a manifest relies on (list, verify, restore)
+REQUIRED = (("cluster",), ("takenAt",), ("member",), ("snapshot", "file"), ("snapshot", "sha256"),
+            ("snapshot", "bytes"), ("inventory", "revision"), ("inventory", "keys"), ("verification", "ok"))
+
+
+def _has(doc: dict, path: tuple[str, ...]) -> bool:
+    for key in path:
+        if not isinstance(doc, dict) or key not in doc:
+            return False
+        doc = doc[key]
+    return True
 
 
 async def verify_backup(folder: Path, secret: str | None = None) -> dict:

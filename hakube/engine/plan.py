@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 _PAST = {"write": "wrote", "set": "set", "stop": "stopped", "bootstrap": "bootstrapped",
-         "rejoin": "rejoined", "join": "joined", "load": "loaded", "apply": "applied"}
-_ING = {"bootstrap": "bootstrapping", "stop": "stopping", "set": "setting"}
+         "rejoin": "rejoined", "join": "joined", "load": "loaded", "apply": "applied", "swap": "swapped"}
+_ING = {"bootstrap": "bootstrapping", "stop": "stopping", "set": "setting", "swap": "swapping"}
 
 
 def past(verb: str) -> str:

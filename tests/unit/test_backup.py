@@ -178,7 +178,8 @@ def test_a_snapshot_is_verified_against_the_live_keys_and_a_changed_byte_is_caug
     inv = taken["inventory"]
     assert inv["keys"] == 24 and inv["namespaces"]["kube-system"] == 8
     assert oct((folder / "snapshot.db").stat().st_mode & 0o777) == "0o600"
-    api.write_manifest(folder, {"format": api.FORMAT, "takenAt": "now", "member": "live", **taken, "secrets": None})
+    api.write_manifest(folder, {"format": api.FORMAT, "cluster": "demo", "takenAt": "now", "member": "live", **taken,
+                                "secrets": None})
     assert oct((folder / "manifest.json").stat().st_mode & 0o777) == "0o600"
 
     again = asyncio.run(api.verify_backup(folder))
@@ -232,7 +233,8 @@ def test_a_manifest_that_does_not_match_its_snapshot_is_reported(etcd, tmp_path)
     taken = asyncio.run(take())
     taken["inventory"]["namespaces"]["default"] += 1
     taken["inventory"]["keys"] += 1
-    api.write_manifest(folder, {"format": api.FORMAT, "takenAt": "now", "member": "live", **taken, "secrets": None})
+    api.write_manifest(folder, {"format": api.FORMAT, "cluster": "demo", "takenAt": "now", "member": "live", **taken,
+                                "secrets": None})
     result = asyncio.run(api.verify_backup(folder))
     assert not result["ok"]
     assert "namespace default: 4 objects in the snapshot, 5 in the manifest" in result["problems"]
@@ -245,3 +247,14 @@ def test_a_folder_without_a_manifest_is_not_a_backup(tmp_path) -> None:
     with pytest.raises(HakubeError, match="not valid JSON"):
         api.read_manifest(tmp_path)
     assert os.path.exists(tmp_path)
+
+
+def test_a_manifest_cut_short_is_refused_with_what_it_lacks(tmp_path) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": api.FORMAT, "cluster": "demo",
+                                                        "snapshot": {"file": "snapshot.db"}}))
+    with pytest.raises(HakubeError, match=r"lacks takenAt, member, snapshot.sha256, .*verification.ok: the backup's "
+                                          "manifest was changed or cut short"):
+        api.read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(HakubeError, match="is not a hakube backup manifest"):
+        api.read_manifest(tmp_path)

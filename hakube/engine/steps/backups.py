@@ -60,8 +60,8 @@ async def _retire(d: Deploy) -> None:
         return
     files = " ".join((etcd_backup.TIMER, etcd_backup.SERVICE, etcd_backup.SCRIPT, etcd_backup.TEXTFILE))
     with d.ui.phase("backups") as report:
-        await execute(d, report, [Action(h, f"spec.backup is gone: stop and remove hakube-etcd-backup.timer (the "
-                                            f"snapshots stay in {etcd_backup.DIRECTORY})",
+        await execute(d, report, [Action(h, "remove hakube-etcd-backup.timer and its service, stopped first "
+                                            f"(spec.backup is gone; the snapshots stay in {etcd_backup.DIRECTORY})",
                                          lambda h=h: d.conns[h].run(
                                              f"systemctl disable --now hakube-etcd-backup.timer; rm -f {files}; "
                                              "systemctl daemon-reload", timeout=60, what="removing the backup timer"))
