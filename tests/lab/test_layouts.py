@@ -98,10 +98,15 @@ def test_monitoring_scrapes_everything_and_alerts_reach_status(cluster) -> None:
         assert any(n.startswith("alert NodeDown ") for n in notes), notes
     finally:
         faults.start(NAME, "etcd-3")
-    deadline = time.monotonic() + 120
-    while not asyncio.run(gather(loaded)).healthy and time.monotonic() < deadline:
+    # (losing one of the etcd hosts stalls the apiservers' etcd clients for 20-30 s on this
+    # layout: alerts of that outage may fire and take their time to resolve)
+    deadline, st = time.monotonic() + 180, None
+    while time.monotonic() < deadline:
+        st = asyncio.run(gather(loaded))
+        if st.healthy:
+            break
         time.sleep(3)
-    assert asyncio.run(gather(loaded)).healthy
+    assert st.healthy, (st.problems, st.notes)
 
 
 @pytest.mark.parametrize("scenario", ["crash-lb-host", "crash-etcd-leader", "crash-two-servers"])
