@@ -425,18 +425,41 @@ def reset(
 
 
 @app.command()
-def certs(file: Path = SpecFile, as_json: bool = JsonOpt) -> None:
+def certs(
+    file: Path = SpecFile,
+    renew: bool = typer.Option(False, "--renew", help="Renew leaf certificates (the CAs stay) and roll them out: "
+                               "one server at a time, with the day-2 hand-off before each restart."),
+    within: Optional[str] = typer.Option(None, "--within", help="With --renew: only those that expire within "
+                                         "this many days, e.g. 90d (default: every leaf certificate)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="With --renew: show what would be renewed and restarted; "
+                                 "change nothing, here or on the hosts."),
+    as_json: bool = JsonOpt,
+    probe: bool = ProbeOpt,
+    report: Optional[Path] = ReportOpt,
+) -> None:
     """Every certificate hakube made, on every host: subject, issuer, expiry, days left, and
-    whether the host's copy is the one in the state directory. Read-only.
+    whether the host's copy is the one in the state directory. Read-only, unless --renew.
 
     Exit code 1 when a host's copy differs or is missing (`hakube up` puts it back).
 
-    Example: hakube certs cluster.yaml --json | jq 'min_by(.days_left)'
+    With --renew: leaf certificates are reissued by the cluster's own CAs in the state
+    directory and rolled out by `up`'s pipeline: every restart they need goes one server at
+    a time, with the VIP, etcd leadership and the load balancers' traffic moved away first.
+    `hakube up` does the same by itself for certificates within
+    spec.certificates.renewBeforeDays (90) of their expiry.
+
+    Example: hakube certs cluster.yaml --json | jq 'min_by(.days_left)';
+    hakube certs cluster.yaml --renew --within 90d --probe
     """
     import asyncio
 
     from .verify.certs import gather_certs
 
+    if renew:
+        _renew_certs(file, within, dry_run, as_json, probe, report)
+        return
+    if within or dry_run or probe or report:
+        raise HakubeError("--within, --dry-run, --probe and --report go with --renew (without it, certs only reads)")
     loaded = _load(file, quiet=True)
     rows = asyncio.run(gather_certs(loaded))
     bad = [r for r in rows if r.on_host not in ("matches",)]
@@ -460,6 +483,37 @@ def certs(file: Path = SpecFile, as_json: bool = JsonOpt) -> None:
             out.print(f"[red]{len(bad)} certificate(s) not as hakube made them[/]; `hakube up` puts them back")
     if bad:
         raise typer.Exit(1)
+
+
+def _renew_certs(file: Path, within: Optional[str], dry_run: bool, as_json: bool, probe: bool,
+                 report: Optional[Path]) -> None:
+    from .engine.deploy import up as deploy_up
+    from .engine.ui import Reporter
+    from .pki import CERT_DAYS, Renewal
+
+    if within is None:
+        days, asked = CERT_DAYS + 1, "hakube certs --renew"
+    else:
+        text = within.strip().lower().removesuffix("d")
+        if not text.isdigit() or not 1 <= int(text) <= CERT_DAYS:
+            raise HakubeError(f"--within {within!r}: give a number of days from 1 to {CERT_DAYS}, e.g. --within 90d")
+        days, asked = int(text), f"hakube certs --renew --within {int(text)}d"
+    loaded = _load(file, quiet=as_json)
+    ui = Reporter(console=err if as_json else out, quiet=as_json)
+    renewal = Renewal(days, asked=asked)
+    _operate(loaded, "certs-renew", lambda: deploy_up(loaded, dry_run=dry_run, ui=ui, renew=renewal,
+                                                        what="certs-renew"),
+             ui, probe, report, as_json, dry_run)
+    if as_json:
+        return
+    out.print(ui.summary(dry_run))
+    if ui.changed == 0:
+        out.print(f"[green]nothing to renew[/green]: no leaf certificate expires within {days} days")
+    elif dry_run:
+        out.print(f"{ui.changed} change(s) planned; run without --dry-run to renew and roll them out")
+    else:
+        out.print(f"[green]renewed and rolled out[/green] with {ui.changed} change(s); `hakube certs {file}` "
+                  "shows the new expiries")
 
 
 @app.command()

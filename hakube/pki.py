@@ -192,12 +192,46 @@ class ExistingEtcd:
         return cls(*(loaded.resolve(p).read_bytes() for p in (d.ca_file, d.cert_file, d.key_file)))
 
 
+@dataclass(frozen=True)
+class Renewal:
+    """When an existing leaf certificate is renewed: `before_days` before its expiry
+    (spec.certificates.renewBeforeDays), or, given `asked` (`hakube certs --renew`), on
+    that command's window; `why` returns the sentence each renewal is reported with.
+
+    Example:
+        >>> now = dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
+        >>> Renewal(90).why(now + dt.timedelta(days=60), now)
+        'it expires in 60 days (2027-03-02), within spec.certificates.renewBeforeDays (90)'
+        >>> Renewal(90).why(now + dt.timedelta(days=600), now) is None
+        True
+        >>> Renewal(CERT_DAYS + 1, asked="hakube certs --renew").why(now + dt.timedelta(days=600), now)
+        'asked for by hakube certs --renew (it would expire in 600 days, on 2028-08-23)'
+    """
+
+    before_days: int
+    asked: str = ""  # the command that asked, when not the spec's window
+
+    def why(self, not_after: dt.datetime, now: dt.datetime) -> str | None:
+        left = not_after - now
+        if left > dt.timedelta(days=self.before_days):
+            return None
+        days, date = left.days, f"{not_after:%Y-%m-%d}"
+        if self.asked:
+            return f"asked for by {self.asked} (it would expire in {days} days, on {date})"
+        if left <= dt.timedelta(0):
+            return f"it expired on {date}"
+        return f"it expires in {days} days ({date}), within spec.certificates.renewBeforeDays ({self.before_days})"
+
+
 class ClusterPKI:
     """Every authority and certificate of one cluster, under `<state>/pki` (0700).
 
     Created on first use and reused after: a certificate is reissued only when what it must
-    say changed (its SANs, because a server was added), and each such reissue is reported
-    in `changes`, never done silently.
+    say changed (its SANs, because a server was added) or when it is within
+    `renew_before_days` of its expiry (spec.certificates.renewBeforeDays; `hakube certs
+    --renew` gives its own window), and each such reissue is reported in `changes`, never
+    done silently. The CAs are never renewed here. In a dry run a reissued certificate is
+    held in memory only: the state directory keeps the one the hosts have.
 
     Example:
         >>> pki = ClusterPKI.load_or_create(state.cluster_dir("demo"), topo)
@@ -205,16 +239,20 @@ class ClusterPKI:
         ['/etc/kubernetes/pki/ca.crt', '/etc/kubernetes/pki/ca.key']
     """
 
-    def __init__(self, root: Path, topo: Topology, existing_etcd: "ExistingEtcd | None" = None):
+    def __init__(self, root: Path, topo: Topology, existing_etcd: "ExistingEtcd | None" = None,
+                 renew: "Renewal | None" = None, dry_run: bool = False):
         self.root = root
         self.topo = topo
         self.existing_etcd = existing_etcd
+        self.renew = renew or Renewal(topo.renew_before_days)
+        self.dry_run = dry_run
         self.changes: list[str] = []
+        self._pending: dict[str, Cert] = {}  # reissued in a dry run: not written
 
     @classmethod
-    def load_or_create(cls, state_dir: Path, topo: Topology,
-                       existing_etcd: "ExistingEtcd | None" = None) -> "ClusterPKI":
-        pki = cls(state_dir / "pki", topo, existing_etcd)
+    def load_or_create(cls, state_dir: Path, topo: Topology, existing_etcd: "ExistingEtcd | None" = None,
+                       renew: "Renewal | None" = None, dry_run: bool = False) -> "ClusterPKI":
+        pki = cls(state_dir / "pki", topo, existing_etcd, renew, dry_run)
         pki.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         pki.root.chmod(0o700)
         pki._ensure_all()
@@ -245,22 +283,32 @@ class ClusterPKI:
     def _cert(self, ca: CA, name: str, cn: str, orgs: tuple[str, ...] = (), sans: tuple[str, ...] = (),
               server: bool = False, client: bool = False) -> Cert:
         crt, key = self.root / f"{name}.crt", self.root / f"{name}.key"
-        if crt.exists() and key.exists():
+        existed = crt.exists() and key.exists()
+        if existed:
             cert = Cert.load(crt, key)
             have = _sans_of(cert.cert)
             if have == set(sans) and cert.cert.issuer == ca.cert.subject:
-                return cert
-            added, removed = sorted(set(sans) - have), sorted(have - set(sans))
-            self.changes.append(f"reissued {name}: SANs changed"
-                                + (f", added {', '.join(added)}" if added else "")
-                                + (f", removed {', '.join(removed)}" if removed else ""))
+                why = self.renew.why(cert.cert.not_valid_after_utc, _now())
+                if why is None:
+                    return cert
+                self.changes.append(f"renewed {name}: {why}")
+            else:
+                added, removed = sorted(set(sans) - have), sorted(have - set(sans))
+                self.changes.append(f"reissued {name}: SANs changed"
+                                    + (f", added {', '.join(added)}" if added else "")
+                                    + (f", removed {', '.join(removed)}" if removed else ""))
         else:
             self.changes.append(f"issued {name}")
         cert = ca.issue(cn, orgs, sans, server=server, client=client)
-        cert.save(crt, key)
+        if existed and self.dry_run:
+            self._pending[name] = cert
+        else:
+            cert.save(crt, key)
         return cert
 
     def get(self, name: str) -> Cert:
+        if name in self._pending:
+            return self._pending[name]
         return Cert.load(self.root / f"{name}.crt", self.root / f"{name}.key")
 
     # -- what the cluster needs --------------------------------------------------------------
@@ -357,7 +405,36 @@ class ClusterPKI:
             pair("monitoring", paths.MONITORING_CLIENT_CRT, paths.MONITORING_CLIENT_KEY, "prometheus")
             pair("etcd-healthcheck-client", paths.MONITORING_ETCD_CLIENT_CRT, paths.MONITORING_ETCD_CLIENT_KEY,
                  "prometheus")
+        if host.runs("node-exporter"):
+            add(EXPIRY_TEXTFILE, expiry_metrics(out.values()))
         return [out[p] for p in sorted(out)]
+
+
+# Every certificate on a host, by path, with its expiry, for node exporter's textfile
+# collector (alert CertificateExpiresSoon): written with the certificates, so it changes
+# exactly when they do.
+EXPIRY_METRIC = "hakube_certificate_expiry_timestamp_seconds"
+EXPIRY_TEXTFILE = f"{paths.TEXTFILE_DIR}/hakube_certificates.prom"
+
+
+def expiry_metrics(files) -> bytes:
+    """The textfile of `files`' certificates (key files and bundles are skipped).
+
+    Example:
+        >>> ca = CA.create("demo-ca")
+        >>> text = expiry_metrics([PKIFile("/etc/kubernetes/pki/ca.crt", ca.cert_pem, 0o644, "root", "root")])
+        >>> text.decode().splitlines()[2].startswith(
+        ...     'hakube_certificate_expiry_timestamp_seconds{path="/etc/kubernetes/pki/ca.crt"} ')
+        True
+    """
+    lines = [f"# HELP {EXPIRY_METRIC} When a certificate hakube put on this host expires (notAfter).",
+             f"# TYPE {EXPIRY_METRIC} gauge"]
+    for f in sorted(files, key=lambda f: f.path):
+        if not f.path.endswith(".crt") or not f.content.startswith(b"-----BEGIN CERTIFICATE-----"):
+            continue
+        end = x509.load_pem_x509_certificate(f.content).not_valid_after_utc
+        lines.append(f'{EXPIRY_METRIC}{{path="{f.path}"}} {int(end.timestamp())}')
+    return ("\n".join(lines) + "\n").encode()
 
 
 def _sans_of(cert: x509.Certificate) -> set[str]:

@@ -111,6 +111,11 @@ class Topology:
         return self.cluster.spec.backup
 
     @property
+    def renew_before_days(self) -> int:
+        """spec.certificates.renewBeforeDays: `up` renews a leaf certificate this close to its expiry."""
+        return self.cluster.spec.certificates.renew_before_days
+
+    @property
     def control_plane(self):
         """spec.controlPlane: endpoint, VIP and load balancer settings."""
         return self.cluster.spec.control_plane

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import state
-from ..pki import ExistingEtcd
 from ..render import render
 from ..topology import derive
 from ..transport import connect_all
@@ -24,7 +23,7 @@ from ..transport.targets import ssh_targets
 from ..components.base import File
 from ..errors import HakubeError
 from ..hashing import file_sha256
-from ..pki import ClusterPKI
+from ..pki import ClusterPKI, ExistingEtcd, Renewal
 from ..render import Rendered
 from ..spec import Loaded
 from ..topology import HostPlan, Topology
@@ -224,9 +223,10 @@ def _cached_digest(p: Path) -> str:
 
 @asynccontextmanager
 async def session(loaded: Loaded, dry_run: bool, ui: Reporter, what: str,
-                  hosts: list[str] | None = None) -> AsyncIterator[Deploy]:
+                  hosts: list[str] | None = None, renew: Renewal | None = None) -> AsyncIterator[Deploy]:
     """Connect to the spec's hosts (or only `hosts`) and yield the run's Deploy: the one
-    render, the PKI, a run log named `what`. Every command (up, remove, reset) runs in one."""
+    render, the PKI (leaf certificates renewed as `renew` says, else as the spec does), a
+    run log named `what`. Every command (up, remove, reset) runs in one."""
     topo = derive(loaded.cluster)
     state_dir = state.cluster_dir(topo.name)
     log = RunLog.for_cluster(state_dir, f"{what}-dry-run" if dry_run else what)
@@ -236,7 +236,7 @@ async def session(loaded: Loaded, dry_run: bool, ui: Reporter, what: str,
         conns = await connect_all(targets, log, loaded.cluster.spec.ssh.max_parallel)
         ui.info("ssh", f"connected to {len(conns)} hosts; log: {log.folder}")
     try:
-        pki = ClusterPKI.load_or_create(state_dir, topo, ExistingEtcd.read(loaded))
+        pki = ClusterPKI.load_or_create(state_dir, topo, ExistingEtcd.read(loaded), renew, dry_run)
         yield Deploy(loaded, topo, pki, conns, ui, log, dry_run, state_dir, files)
     finally:
         await asyncio.gather(*(c.close() for c in conns.values()), return_exceptions=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .. import state
 from ..errors import HakubeError
+from ..pki import Renewal
 from ..spec import Loaded
 from .context import session
 from .steps.addons import phase_addons
@@ -47,8 +48,11 @@ PIPELINE = [
 ]
 
 
-async def up(loaded: Loaded, dry_run: bool = False, ui: Reporter | None = None) -> Reporter:
-    """Converge the cluster described by `loaded`. Raises HakubeError with a clear message."""
+async def up(loaded: Loaded, dry_run: bool = False, ui: Reporter | None = None,
+             renew: Renewal | None = None, what: str = "up") -> Reporter:
+    """Converge the cluster described by `loaded`. Raises HakubeError with a clear message.
+    `renew`: renew leaf certificates on this window instead of the spec's (`hakube certs
+    --renew`, whose run is this pipeline: the rolling restarts carry the new certificates)."""
     ui = ui or Reporter()
     if loaded.cluster.spec.distribution.name == "k3s":
         # The k3s files render and are tested (hakube render); its deploy steps (token,
@@ -56,7 +60,7 @@ async def up(loaded: Loaded, dry_run: bool = False, ui: Reporter | None = None) 
         # steps and are not written yet: refuse rather than half-deploy.
         raise HakubeError("deploying the k3s distribution is not implemented yet; `hakube render` writes "
                           "every k3s file (config.yaml, units, token) for review; use distribution: kubernetes")
-    async with session(loaded, dry_run, ui, "up") as d:
+    async with session(loaded, dry_run, ui, what, renew=renew) as d:
         for phase in PIPELINE:
             await phase(d)
         if not dry_run:

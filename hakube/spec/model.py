@@ -691,6 +691,13 @@ class Backup(Model):
     retention: int = Field(5, ge=1, le=1000, description="Snapshots each host keeps (the newest).")
 
 
+class Certificates(Model):
+    """Leaf certificates (2 years and a quarter, 825 days) are renewed by `hakube up` once
+    they are this close to their expiry; the CAs (10 years) are kept."""
+    renew_before_days: int = Field(90, ge=1, le=800, description="Days before a leaf certificate's expiry "
+                                   "from which `hakube up` renews it (and says so).")
+
+
 class ClusterSpec(Model):
     distribution: Distribution
     ssh: SSH = Field(default_factory=SSH)
@@ -700,6 +707,7 @@ class ClusterSpec(Model):
     network: Network
     addons: Addons = Field(default_factory=Addons)
     backup: Backup | None = Field(None, description="Scheduled etcd snapshots on the etcd hosts; off when absent.")
+    certificates: Certificates = Field(default_factory=Certificates)
     k3s: K3sOptions | None = None
     kubernetes: KubernetesOptions | None = None
 

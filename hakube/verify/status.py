@@ -406,7 +406,7 @@ def _first_expiry(pki: Path) -> tuple[str, int | None]:
 
 
 # A certificate closer than this to its expiry makes the cluster degraded (status, and the
-# HakubeCertificateExpiry alert once it exists): time enough to renew without a rush.
+# CertificateExpiresSoon alert): time enough to renew without a rush.
 CERT_WARNING_DAYS = 30
 
 
@@ -498,7 +498,8 @@ def judge(st: Status, vip_hosts: Sequence[str], named: set[str] | None = None) -
         p.append(f"alert {a['labels'].get('alertname')} firing")
     if st.cert_expiry_days is not None and st.cert_expiry_days < CERT_WARNING_DAYS:
         p.append(f"certificate {st.cert_first_expiry} expires in {st.cert_expiry_days} days "
-                 "(`hakube certs` lists every certificate; automatic renewal is not there yet)")
+                 "(`hakube certs` lists every certificate; `hakube certs FILE --renew` renews the leaf ones now, "
+                 "`hakube up` within spec.certificates.renewBeforeDays)")
     if st.backup_every_s is not None and st.backups:
         _judge_backups(st)
 

@@ -245,3 +245,11 @@ def test_render_refuses_to_replace_the_current_folder(tmp_path: Path) -> None:
                        text=True, cwd=tmp_path / "out", env={**os.environ, "HAKUBE_HOME": str(tmp_path / ".home")})
     refused(r, "it is the current folder")
     assert (tmp_path / "out" / MARKER).is_file()
+
+
+def test_certs_renew_refuses_a_window_it_cannot_read_and_options_without_renew(tmp_path: Path) -> None:
+    for bad in ("ninety", "0d", "900d"):
+        refused(hakube(tmp_path, "certs", SPEC, "--renew", "--within", bad), f"--within '{bad}'",
+                "give a number of days from 1 to 825")
+    refused(hakube(tmp_path, "certs", SPEC, "--within", "90d"), "go with --renew")
+    assert not (tmp_path / ".home").exists() or not any((tmp_path / ".home").rglob("*.crt"))

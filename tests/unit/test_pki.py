@@ -110,3 +110,43 @@ def test_status_names_the_certificate_that_expires_first(pki: ClusterPKI) -> Non
     assert name.endswith(".crt") and not name.startswith(("ca.", "etcd-ca.", "front-proxy-ca."))
     assert 800 < days <= 825  # leaves expire long before the CAs (3650 days)
     assert _first_expiry(pki.root / "missing") == ("", None)
+
+
+def test_leaf_certificates_within_the_window_are_renewed_and_said_so_the_cas_stay(tmp_path: Path, pki: ClusterPKI,
+                                                                              monkeypatch) -> None:
+    import hakube.pki as pki_module
+    t = topology("ha3")
+    cas = {n: (tmp_path / "pki" / f"{n}.crt").read_bytes() for n in ("ca", "etcd-ca", "front-proxy-ca")}
+    old = (tmp_path / "pki" / "admin.crt").read_bytes()
+    # 800 days on: every leaf certificate (825 days) is 25 days from its expiry
+    later = pki_module._now() + dt.timedelta(days=800)
+    monkeypatch.setattr(pki_module, "_now", lambda: later)
+    # a dry run renews in memory only: the state directory keeps what the hosts have
+    dry = ClusterPKI.load_or_create(tmp_path, t, dry_run=True)
+    assert (tmp_path / "pki" / "admin.crt").read_bytes() == old
+    shown = {f.path: f for f in dry.files_for(t.host("server-1"))}[paths.ADMIN_CRT].content
+    assert shown != old
+    again = ClusterPKI.load_or_create(tmp_path, t)
+    renewed = [c for c in again.changes if c.startswith("renewed ")]
+    assert "renewed admin: it expires in 24 days" in renewed[0] or "renewed admin: it expires in 25 days" in renewed[0]
+    assert all("within spec.certificates.renewBeforeDays (90)" in c for c in renewed)
+    assert any(c.startswith("renewed hosts/server-2/etcd-peer") for c in renewed)
+    assert {n: (tmp_path / "pki" / f"{n}.crt").read_bytes() for n in cas} == cas, "authorities are never renewed"
+    cert = x509.load_pem_x509_certificate((tmp_path / "pki" / "admin.crt").read_bytes())
+    assert (cert.not_valid_after_utc - later).days >= 824
+    assert ClusterPKI.load_or_create(tmp_path, t).changes == []  # renewed once, then left alone
+
+
+def test_renewal_on_a_command_window_and_the_expiry_metrics_each_host_gets(tmp_path: Path, pki: ClusterPKI) -> None:
+    from hakube.pki import CERT_DAYS, EXPIRY_TEXTFILE, Renewal
+    t = topology("ha3")
+    asked = ClusterPKI.load_or_create(tmp_path, t, renew=Renewal(CERT_DAYS + 1, asked="hakube certs --renew"))
+    assert asked.changes and all(c.startswith("renewed ") and "asked for by hakube certs --renew" in c
+                                 for c in asked.changes)
+    assert ClusterPKI.load_or_create(tmp_path, t, renew=Renewal(30, asked="x")).changes == []
+    files = {f.path: f for f in asked.files_for(t.host("server-1"))}
+    assert t.host("server-1").runs("node-exporter")  # ha3 has monitoring on
+    text = files[EXPIRY_TEXTFILE].content.decode()
+    cert = x509.load_pem_x509_certificate(files[paths.APISERVER_CRT].content)
+    assert f'{{path="{paths.APISERVER_CRT}"}} {int(cert.not_valid_after_utc.timestamp())}' in text
+    assert ".key" not in text and files[EXPIRY_TEXTFILE].mode == 0o644

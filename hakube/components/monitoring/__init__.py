@@ -33,6 +33,7 @@ from ... import paths
 from ..base import File, RenderContext, Unit, regex_escape, template
 from ...topology import HostPlan, Topology
 from .. import etcd_backup, haproxy
+from ...pki import EXPIRY_METRIC
 
 # The CN of the client certificate Prometheus and the blackbox exporter present to the
 # apiservers; the RBAC manifest below grants this user what they read.
@@ -225,7 +226,8 @@ def config_for(topo: Topology) -> MonitoringConfig:
 
 _FILES = dict(prometheus_config=PROMETHEUS_CONFIG, rules=RULES, alertmanager_config=ALERTMANAGER_CONFIG,
               blackbox_config=BLACKBOX_CONFIG, vip_script=VIP_SCRIPT, vip_service=VIP_SERVICE,
-              vip_textfile=VIP_TEXTFILE, backup_textfile=etcd_backup.TEXTFILE, backup_metric=etcd_backup.METRIC)
+              vip_textfile=VIP_TEXTFILE, backup_textfile=etcd_backup.TEXTFILE, backup_metric=etcd_backup.METRIC,
+              cert_metric=EXPIRY_METRIC)
 _PORTS = dict(prometheus=PROMETHEUS_PORT, alertmanager=ALERTMANAGER_PORT,
               alertmanager_cluster=ALERTMANAGER_CLUSTER_PORT, node=NODE_EXPORTER_PORT,
               blackbox=BLACKBOX_PORT, etcd=ETCD_CLIENT_PORT)
