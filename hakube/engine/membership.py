@@ -10,7 +10,7 @@ Example:
     ...            members=(EtcdMember("8e9e05c52164694d", "server-1",
     ...                                ("https://10.0.0.11:2380",), ()),), source="server-1")
     >>> d.kind, d.sentence
-    ('join', 'join the etcd cluster through server-1')
+    ('join', 'join the etcd cluster through server-1 as a learner, promoted to a voter once in sync')
 """
 
 from __future__ import annotations
@@ -133,3 +133,29 @@ def dead_to_replace(members: tuple[EtcdMember, ...], named: dict[str, str], heal
                                  f"of {len(after)} keep quorum without it; {new} takes its place"))
         voters = after
     return out
+
+
+def restart_refusal(name: str, member_id: str | None, members: tuple[EtcdMember, ...],
+                    healthy_ids: set[str]) -> str | None:
+    """Why member `name` (id `member_id`) must not restart now, or None when it may: a
+    voter's restart takes it out of the quorum for a few seconds, so the other healthy
+    voters must make a quorum by themselves. (A learner does not vote: it may always go.)
+
+    Example:
+        >>> ms = tuple(EtcdMember(i, f"server-{i}", (), ()) for i in "123")
+        >>> restart_refusal("server-1", "1", ms, {"1", "2", "3"}) is None
+        True
+        >>> restart_refusal("server-1", "1", ms, {"1", "2"})
+        'restarting its etcd member now would leave 1 of 3 voters running, below the quorum of 2 (server-3 does not answer)'
+    """
+    voters = [m for m in members if not m.is_learner]
+    if member_id is None or member_id not in {m.id for m in voters}:
+        return None
+    others = [m for m in voters if m.id != member_id and m.id in healthy_ids]
+    need = quorum(len(voters))
+    if len(others) >= need:
+        return None
+    down = [m.name or m.id for m in voters if m.id != member_id and m.id not in healthy_ids]
+    return (f"restarting its etcd member now would leave {len(others)} of {len(voters)} voters running, below "
+            f"the quorum of {need}" + (f" ({', '.join(down)} does not answer)" if len(down) == 1 else
+                                       f" ({', '.join(down)} do not answer)" if down else ""))

@@ -14,11 +14,13 @@ the first `up`, deployed again from scratch. One lab for all: each cluster costs
 from __future__ import annotations
 
 import subprocess
-import time
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from hakube import state
 from hakube.components import keepalived
 from hakube.engine.ui import Reporter
 from hakube.errors import HakubeError
@@ -89,7 +91,7 @@ def test_up_from_scratch_gives_an_ha_control_plane(cluster) -> None:
     # kubectl through the VIP, TLS verified (the kubeconfig has the CA, no insecure flag)
     r = labkit.kubectl(lab, NAME, "get", "--raw", "/readyz")
     assert r.stdout.strip() == "ok"
-    assert "https://" + topo_vip in (labkit.state.cluster_dir(NAME) / "kubeconfig").read_text()
+    assert "https://" + topo_vip in (state.cluster_dir(NAME) / "kubeconfig").read_text()
     # etcd: 3 members, all healthy over TLS, one cluster
     assert len(labkit.etcd_members(lab, NAME)["members"]) == 3
     assert labkit.etcd_health(lab, NAME) == {"server-1": True, "server-2": True, "server-3": True}
@@ -153,7 +155,10 @@ def test_dry_run_shows_the_plan_the_run_then_applies(cluster) -> None:
     assert labkit.up(spec).changed == 0
 
 
-def test_certs_lists_every_certificate_and_finds_a_host_copy_that_differs(cluster) -> None:
+def test_certs_lists_every_certificate_and_finds_a_host_copy_that_differs(cluster, tmp_path) -> None:
+    """`hakube certs` lists every certificate on every host and finds a copy that differs;
+    `certs --renew` under the write probes renews every leaf everywhere, loses nothing, and
+    leaves the admin kubeconfig working."""
     lab, spec = cluster
 
     def certs():
@@ -170,8 +175,35 @@ def test_certs_lists_every_certificate_and_finds_a_host_copy_that_differs(cluste
     assert code == 1
     assert [(r["host"], r["path"]) for r in rows if r["on_host"] != "matches"] == \
         [("server-2", "/etc/kubernetes/pki/apiserver.crt")]
-    labkit.up(spec)  # puts it back (and restarts that apiserver)
-    assert certs()[0] == 0
+    # `certs --renew` reissues every leaf (keeping the CAs) and rolls them out with the
+    # day-2 hand-off, putting server-2's copy back on the way, under the write probes
+    kubeconfig = state.cluster_dir(NAME, create=False) / "kubeconfig"
+    old_kubeconfig = tmp_path / "kubeconfig-before"
+    old_kubeconfig.write_text(kubeconfig.read_text())
+    before = {(r["host"], r["path"]): r["not_after"] for r in rows}
+    time.sleep(1.1)  # the new certificates' not-after is a later second
+    doc = probed("certs", str(spec), "--renew")
+    probes = doc["probes"]
+    # issue 13's bound for a renewal: no write window over 2 s
+    assert probes["write_downtime_s"] <= 2.0, (probes["write_downtime_s"], probes["write_outages"])
+    steps = steps_of(doc)
+    assert any("renewed hosts/server-1/etcd-peer: asked for by hakube certs --renew" in s for s in steps), steps
+    assert sum("restarted etcd" in s for s in steps) == 3, steps
+    assert any("wrote " in s and s.endswith("kubeconfig") for s in steps), steps  # the admin's, reissued
+    code, rows = certs()
+    assert code == 0, [r for r in rows if r["on_host"] != "matches"]
+    after = {(r["host"], r["path"]): r["not_after"] for r in rows}
+    assert after.keys() == before.keys()
+    cas = {(r["host"], r["path"]) for r in rows if r["subject"] == r["issuer"]}
+    assert cas and all(after[k] == before[k] for k in cas)  # the CAs are kept
+    kept = [k for k in before if k not in cas and after[k] <= before[k]]
+    assert not kept, kept  # every leaf, on every host, expires later than before
+    assert labkit.kubectl(lab, NAME, "get", "--raw", "/readyz").stdout.strip() == "ok"
+    # the admin kubeconfig from before the renewal still works (same CA, not yet expired)
+    old = subprocess.run([str(Path(lab.kubernetes) / "bin" / "kubectl"), "--kubeconfig", str(old_kubeconfig),
+                          "get", "--raw", "/readyz"], capture_output=True, text=True, timeout=60)
+    assert old.stdout.strip() == "ok", old.stderr
+    assert labkit.up(spec).changed == 0
 
 
 def test_cli_says_no_changes_and_kubeconfig_merges(cluster, tmp_path) -> None:
@@ -620,7 +652,8 @@ def test_restore_after_losing_quorum_for_good_brings_back_exactly_the_backup(clu
     plan = restore("--dry-run", "--json")
     assert plan.returncode == 0, plan.stdout[-2000:] + plan.stderr[-2000:]
     steps = [c for p in labkit.json.loads(plan.stdout)["phases"] for c in p["changes"]]
-    assert sum("would replace the member's data with the snapshot's" in c for c in steps) == 3, steps
+    assert sum("would restore it beside the member's data" in c for c in steps) == 3, steps
+    assert sum("would swap the prepared data in" in c for c in steps) == 3, steps
     r = restore("--json")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     done = labkit.json.loads(r.stdout)

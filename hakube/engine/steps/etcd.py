@@ -75,7 +75,15 @@ async def phase_etcd(d: Deploy) -> None:
             healthy = [s for s in with_data if views[s].healthy]
         if healthy and not d.dry_run:
             await remove_dead_members(d, report, healthy[0], views[healthy[0]].members)
-        for s in hosts:  # one at a time, in join order: concurrent joins can lose quorum
+        # one at a time: concurrent joins can lose quorum. The members to (re)join or start
+        # come first, in join order, then the running ones: a replacement restores the
+        # voters before a setting that changed restarts anyone (2 voters left by a dead
+        # one lose quorum in a restart; 3 keep it)
+        order = [s for s in hosts if s not in healthy] + [s for s in hosts if s in healthy]
+        # a dry run plans joins without making them: the membership it sees is the one
+        # before them, so it cannot judge a later restart's quorum
+        judge_quorum = not (d.dry_run and order and order[0] not in healthy)
+        for s in order:
             source = next((x for x in healthy if x != s), None) or (healthy[0] if healthy else None)
             if source and not d.dry_run:
                 # fresh: the membership changed with every join before this one
@@ -84,7 +92,7 @@ async def phase_etcd(d: Deploy) -> None:
             if s in healthy and s != source and not d.dry_run:
                 # fresh too: leadership may have moved while the members before it restarted
                 views[s] = await etcd_facts.etcd_view(d.conns[s], data_dir)
-            back = await converge_member(d, report, s, views[s], members if source else None, source)
+            back = await converge_member(d, report, s, views[s], members if source else None, source, judge_quorum)
             if not d.dry_run:
                 if source and source != s:
                     # a learner (just added, or left by a run that stopped before promoting
@@ -129,7 +137,7 @@ async def remove_dead_members(d: Deploy, report: PhaseReport, source: str,
 
 async def member_actions(d: Deploy, s: str, view: etcd_facts.EtcdView,
                          members: tuple[etcd_facts.EtcdMember, ...] | None,
-                         source: str | None = None) -> tuple[list[Action], list[Action]]:
+                         source: str | None = None, judge_quorum: bool = True) -> tuple[list[Action], list[Action]]:
     """The plan for host `s`'s member: the membership change (membership.decide), its
     configuration files, its start or restart with their hand-offs; and the actions that
     follow its health gate (the apiserver beside it back in the load balancers)."""
@@ -166,6 +174,8 @@ async def member_actions(d: Deploy, s: str, view: etcd_facts.EtcdView,
     if st.active != "active" or triggers:
         verb = "start" if st.active != "active" else "restart"
         if verb == "restart":
+            if judge_quorum:
+                await refuse_restart_without_quorum(d, s, view)
             # a leader hands over first: a planned restart costs no election; and the
             # apiserver beside it (stacked: it uses only this member) leaves the load
             # balancers first, and comes back once its member and it are ready again
@@ -184,10 +194,24 @@ async def member_actions(d: Deploy, s: str, view: etcd_facts.EtcdView,
     return actions + file_actions, back
 
 
+async def refuse_restart_without_quorum(d: Deploy, s: str, view: etcd_facts.EtcdView) -> None:
+    """A GateError, before anything on `s` changes, when restarting its member would take
+    the cluster below quorum (membership.restart_refusal): what is down, and what to do."""
+    r = await d.conns[s].run(f"{ETCDCTL_LOCAL} endpoint health --cluster -w json", check=False, timeout=30)
+    why = membership.restart_refusal(s, view.member_id, view.members,
+                                     etcd_facts.parse_cluster_health(r.stdout, view.members))
+    if why:
+        raise GateError(s, "the other etcd voters healthy enough to keep quorum while this member restarts "
+                        "for its changed settings", why,
+                        hint="bring the member that does not answer back (or replace it in cluster.yaml), then "
+                             "run `hakube up` again; nothing on this host was changed")
+
+
 async def converge_member(d: Deploy, report: PhaseReport, s: str, view: etcd_facts.EtcdView,
-                          members: tuple[etcd_facts.EtcdMember, ...] | None, source: str | None = None) -> list[Action]:
+                          members: tuple[etcd_facts.EtcdMember, ...] | None, source: str | None = None,
+                          judge_quorum: bool = True) -> list[Action]:
     """Execute the member's plan; returns the actions that must follow its health gate."""
-    actions, back = await member_actions(d, s, view, members, source)
+    actions, back = await member_actions(d, s, view, members, source, judge_quorum)
     await execute(d, report, actions)
     return back
 
