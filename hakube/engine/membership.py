@@ -135,17 +135,16 @@ def dead_to_replace(members: tuple[EtcdMember, ...], named: dict[str, str], heal
     return out
 
 
-def restart_refusal(name: str, member_id: str | None, members: tuple[EtcdMember, ...],
-                    healthy_ids: set[str]) -> str | None:
-    """Why member `name` (id `member_id`) must not restart now, or None when it may: a
+def restart_refusal(member_id: str | None, members: tuple[EtcdMember, ...], healthy_ids: set[str]) -> str | None:
+    """Why the member `member_id` must not restart now, or None when it may: a
     voter's restart takes it out of the quorum for a few seconds, so the other healthy
     voters must make a quorum by themselves. (A learner does not vote: it may always go.)
 
     Example:
         >>> ms = tuple(EtcdMember(i, f"server-{i}", (), ()) for i in "123")
-        >>> restart_refusal("server-1", "1", ms, {"1", "2", "3"}) is None
+        >>> restart_refusal("1", ms, {"1", "2", "3"}) is None
         True
-        >>> restart_refusal("server-1", "1", ms, {"1", "2"})
+        >>> restart_refusal("1", ms, {"1", "2"})
         'restarting its etcd member now would leave 1 of 3 voters running, below the quorum of 2 (server-3 does not answer)'
     """
     voters = [m for m in members if not m.is_learner]
@@ -156,6 +155,6 @@ def restart_refusal(name: str, member_id: str | None, members: tuple[EtcdMember,
     if len(others) >= need:
         return None
     down = [m.name or m.id for m in voters if m.id != member_id and m.id not in healthy_ids]
-    return (f"restarting its etcd member now would leave {len(others)} of {len(voters)} voters running, below "
-            f"the quorum of {need}" + (f" ({', '.join(down)} does not answer)" if len(down) == 1 else
-                                       f" ({', '.join(down)} do not answer)" if down else ""))
+    why = f"restarting its etcd member now would leave {len(others)} of {len(voters)} voters running, below " \
+          f"the quorum of {need}"
+    return why + (f" ({', '.join(down)} {'does' if len(down) == 1 else 'do'} not answer)" if down else "")

@@ -153,20 +153,20 @@ def test_a_dead_member_is_removed_only_to_make_room_for_its_replacement() -> Non
 
 def test_a_voter_restarts_only_while_the_other_voters_keep_quorum() -> None:
     three = _rows(("a1", "server-1", 11, False), ("a2", "server-2", 12, False), ("a3", "server-3", 13, False))
-    assert restart_refusal("server-1", "a1", three, {"a1", "a2", "a3"}) is None
+    assert restart_refusal("a1", three, {"a1", "a2", "a3"}) is None
     # one of three down: restarting a healthy voter would leave 1 of 3
-    why = restart_refusal("server-1", "a1", three, {"a1", "a2"})
+    why = restart_refusal("a1", three, {"a1", "a2"})
     assert why and "1 of 3 voters running, below the quorum of 2 (server-3 does not answer)" in why
     # two voters left after a dead one was removed (its replacement not joined yet): none may restart
     two = three[:2]
-    assert "1 of 2 voters running, below the quorum of 2" in restart_refusal("server-1", "a1", two, {"a1", "a2"})
+    assert "1 of 2 voters running, below the quorum of 2" in restart_refusal("a1", two, {"a1", "a2"})
     # a learner does not vote, and a member the list does not know yet is not counted
     learner = three[:2] + _rows(("a4", "server-4", 14, True))
-    assert restart_refusal("server-4", "a4", learner, {"a1", "a2"}) is None
-    assert restart_refusal("server-4", None, three, {"a1", "a2", "a3"}) is None
+    assert restart_refusal("a4", learner, {"a1", "a2"}) is None
+    assert restart_refusal(None, three, {"a1", "a2", "a3"}) is None
     # with five voters, one down, one restart leaves 3 of 5: allowed
     five = three + _rows(("a4", "server-4", 14, False), ("a5", "server-5", 15, False))
-    assert restart_refusal("server-1", "a1", five, {"a1", "a2", "a3", "a4"}) is None
+    assert restart_refusal("a1", five, {"a1", "a2", "a3", "a4"}) is None
 
 
 def test_the_membership_examples_run() -> None:

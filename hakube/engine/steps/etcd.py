@@ -198,7 +198,7 @@ async def refuse_restart_without_quorum(d: Deploy, s: str, view: etcd_facts.Etcd
     """A GateError, before anything on `s` changes, when restarting its member would take
     the cluster below quorum (membership.restart_refusal): what is down, and what to do."""
     r = await d.conns[s].run(f"{ETCDCTL_LOCAL} endpoint health --cluster -w json", check=False, timeout=30)
-    why = membership.restart_refusal(s, view.member_id, view.members,
+    why = membership.restart_refusal(view.member_id, view.members,
                                      etcd_facts.parse_cluster_health(r.stdout, view.members))
     if why:
         raise GateError(s, "the other etcd voters healthy enough to keep quorum while this member restarts "
