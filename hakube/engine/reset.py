@@ -98,6 +98,14 @@ def _q(items) -> str:
     return " ".join(shlex.quote(x) for x in items)
 
 
+def _stop_loaded(units) -> str:
+    """`systemctl stop` of those of `units` that systemd has loaded: a host that a failed
+    deploy left half-way has no unit for what never got there, and that is no error."""
+    return (f"set --; for u in {_q(units)}; do "
+            "[ \"$(systemctl show -p LoadState --value \"$u\")\" = loaded ] && set -- \"$@\" \"$u\"; done; "
+            "[ $# = 0 ] || systemctl stop \"$@\"")
+
+
 def _stop_containers() -> str:
     """Every container of every containerd namespace killed and deleted (a task survives
     its containerd: the shim keeps it), then what the kubelet and containerd mounted."""
@@ -144,7 +152,7 @@ def actions(d: Deploy, r: HostReset) -> list[Action]:
         first = r.units[:r.units.index("containerd")] if "containerd" in r.units else ()
         if first:  # a node: what uses the containers stops first, then the containers go
             out.append(Action(r.host, f"stop {', '.join(first)}",
-                              lambda: run(f"systemctl stop {_q(first)}", what="stopping the node's services",
+                              lambda: run(_stop_loaded(first), what="stopping the node's services",
                                           timeout=180)))
             out.append(Action(r.host, "delete every container (each killed first)",
                               lambda: run(_stop_containers(), what="deleting containers", timeout=180)))

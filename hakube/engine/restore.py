@@ -7,8 +7,8 @@ it is and `hakube up` afterwards changes nothing.
 
 1. refuse while the cluster still has quorum (the restore throws away every write since
    the backup) unless --force, judged twice: from this machine through etcd's client port
-   and on every etcd host over SSH (a member that knows a leader is in a cluster with
-   quorum), so a network between here and the servers cannot make a live cluster look
+   and on every etcd host over SSH (a member that serves a linearizable read there is in a
+   cluster with quorum), so a network between here and the servers cannot make a live cluster look
    lost; check the backup's sha256 here before anything changes;
 2. copy the snapshot to every etcd host, checked by its sha256 there, and prepare each
    member's new data beside the old (`etcdctl snapshot restore` into `<data>.restoring`,
@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,8 @@ class Restored:
 
 def refusal(loaded: Loaded, healthy: set[str], force: bool, led: set[str] = frozenset()) -> str | None:
     """Why not to restore now (None: go). Pure. `healthy`: the members that answer healthy
-    from this machine; `led`: the members that, asked on their own host, know a leader.
+    from this machine; `led`: the members that, asked on their own host, serve a
+    linearizable read.
     Either view showing quorum refuses: the one that sees more is right."""
     topo = derive(loaded.cluster)
     if topo.distribution != "kubernetes" or topo.datastore.type == "external":
@@ -75,8 +77,8 @@ def refusal(loaded: Loaded, healthy: set[str], force: bool, led: set[str] = froz
     if len(healthy) >= quorum:
         seen = f"{len(healthy)}/{n} members healthy: {', '.join(sorted(healthy))}"
     elif led:
-        # one member that knows a leader is enough: a leader exists only with quorum
-        seen = (f"{', '.join(sorted(led))} {'knows' if len(led) == 1 else 'know'} a leader, asked on "
+        # one member that serves a linearizable read is enough: only quorum confirms one
+        seen = (f"{', '.join(sorted(led))} {'serves' if len(led) == 1 else 'serve'} reads that need quorum, asked on "
                 f"{'its host' if len(led) == 1 else 'their hosts'}; from this machine "
                 f"{len(healthy)}/{n} answered healthy: check the network between here and the servers")
     else:
@@ -104,7 +106,7 @@ async def restore(loaded: Loaded, backup: Path, force: bool = False, dry_run: bo
     token = f"hakube-{topo.name}-restore-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
     async with session(loaded, dry_run, ui, "restore") as d:
         members = list(topo.etcd_hosts)
-        if why := refusal(loaded, set(), force, await _members_that_know_a_leader(d, members)):
+        if why := refusal(loaded, set(), force, await _members_with_quorum(d, members)):
             raise HakubeError(f"refusing to restore: {why}. Nothing was changed")
         initial = ",".join(f"{m}={etcd_component.peer_url(topo.address(m))}" for m in members)
         with ui.phase("restore: copy the snapshot and prepare each member's data") as report:
@@ -162,11 +164,18 @@ async def _stage(d: Deploy, host: str, snap: Path) -> None:
     await d.conns[host].put_file(STAGED, snap, mode=0o600)
 
 
-async def _members_that_know_a_leader(d: Deploy, members: list[str]) -> set[str]:
-    """The members that, asked on their own host, know a leader (read-only; dry runs too)."""
+async def _members_with_quorum(d: Deploy, members: list[str]) -> set[str]:
+    """The members that, asked on their own host, serve a linearizable read (read-only; dry
+    runs too). Only a member whose cluster has quorum can: its own idea of a leader is no
+    proof, since a member keeps it for an election timeout after the others died. The read
+    is given twice the election timeout (5 s at least), so an election that a cluster with
+    quorum is holding right now ends within it and the read is served."""
     async def one(m: str) -> bool:
-        view = await etcd_facts.etcd_view(d.conns[m], etcd_component.member_for(d.topo, d.host(m)).data_dir)
-        return view.healthy and view.leader_id is not None
+        member = etcd_component.member_for(d.topo, d.host(m))
+        wait = max(5, math.ceil(2 * member.election_ms / 1000))
+        r = await d.conns[m].run(f"{etcd_facts.ETCDCTL} {etcd_facts.LOCAL} --command-timeout {wait}s endpoint health",
+                                 check=False, timeout=wait + 30)
+        return r.ok
     return {m for m, yes in zip(members, await asyncio.gather(*(one(m) for m in members))) if yes}
 
 

@@ -682,6 +682,10 @@ def assert_as_before(lab, machine: str) -> None:
 def test_reset_leaves_every_host_as_before_and_a_fresh_up_works(cluster) -> None:
     lab, spec = cluster
     replaced = spec.with_name("cluster-replaced.yaml")
+    # agent-2 as a deploy that stopped before it wrote kube-proxy's unit: reset passes over
+    # what systemd never loaded
+    labkit.ssh(lab, "agent-2", "systemctl stop kube-proxy && rm /etc/systemd/system/kube-proxy.service && "
+               "systemctl daemon-reload")
     r = subprocess.run([sys.executable, "-m", "hakube.cli", "reset", str(replaced), "--yes", "--json"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

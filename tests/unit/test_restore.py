@@ -34,7 +34,7 @@ def test_restore_is_refused_while_etcd_has_quorum_unless_forced(healthy, force, 
 def test_a_member_that_knows_a_leader_on_its_host_refuses_what_this_machine_cannot_see() -> None:
     # from here nothing answers (a firewall, a partition), but server-3 still follows a leader
     why = restore.refusal(HA3, set(), False, led={"server-3"})
-    assert why and why.startswith("etcd still has quorum (server-3 knows a leader, asked on its host; from this "
+    assert why and why.startswith("etcd still has quorum (server-3 serves reads that need quorum, asked on its host; from this "
                                   "machine 0/3 answered healthy: check the network")
     assert restore.refusal(HA3, set(), True, led={"server-3"}) is None
     assert restore.refusal(HA3, {"server-1"}, False, led=set()) is None

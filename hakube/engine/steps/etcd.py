@@ -217,19 +217,26 @@ async def converge_member(d: Deploy, report: PhaseReport, s: str, view: etcd_fac
 
 
 async def member_add(d: Deploy, source: str, name: str, peer: str, timeout: float = 60.0) -> None:
-    """`member add --learner`, retried while etcd refuses it as "unhealthy cluster" (strict
-    reconfiguration checks want every member connected for a few seconds first).
+    """`member add --learner`, retried while etcd's answer is transient (`_TRANSIENT`: strict
+    reconfiguration checks want every member connected for a few seconds first, and a
+    membership change proposed while the previous one is still being applied does not
+    commit); an attempt that timed out but committed after all counts as added.
 
     A new member joins as a learner: it replicates the log without voting, so an empty
     member that is slow to catch up (or never starts) does not count towards quorum;
     `promote_when_in_sync` makes it a voter once the leader says it has caught up."""
-    cmd = f"{ETCDCTL_LOCAL} member add {name} --peer-urls={peer} --learner"
+    cmd = f"{ETCDCTL_LOCAL} --command-timeout 15s member add {name} --peer-urls={peer} --learner"
     deadline = time.monotonic() + scaled(timeout)
     while True:
         r = await d.conns[source].run(cmd, check=False, timeout=30)
         if r.ok:
             return
-        if "unhealthy cluster" not in r.stderr or time.monotonic() > deadline:
+        transient = any(x in r.stderr for x in _TRANSIENT)
+        if transient or "already exists" in r.stderr:
+            listed = await d.conns[source].run(f"{ETCDCTL_LOCAL} member list -w json", check=False, timeout=30)
+            if listed.ok and any(peer in m.peer_urls for m in etcd_facts.parse_member_list(listed.stdout)):
+                return
+        if not transient or time.monotonic() > deadline:
             raise CommandError(r, f"adding {name} to etcd")
         await asyncio.sleep(1)
 
